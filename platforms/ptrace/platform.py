@@ -1,0 +1,322 @@
+"""The ptrace platform: guests are host processes stopped by PTRACE_SYSEMU
+at every syscall, which never runs on the host.
+
+Each guest host process starts from pt_spawn (fresh user/pid/mount/net/
+ipc/uts namespaces, an empty read-only root, no host fds but the stub,
+no_new_privs, a seccomp filter allowing only what the sentry injects) and
+execs the stub. The sentry and every guest thread share one CPU: a ptrace
+stop that has to wake another CPU costs five times more here.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from .. import platform as P
+from ._ptrace import ffi, lib
+from .stub import GADGET, NULLS, STUB_BASE, STUB_SIZE, stub_memfd
+
+SYSCALL_STOP = 0x80 | 5  # SIGTRAP | 0x80 with PTRACE_O_TRACESYSGOOD
+OPTIONS = (lib.PTRACE_O_TRACESYSGOOD | lib.PTRACE_O_EXITKILL | lib.PTRACE_O_TRACEEXEC
+           | lib.PTRACE_O_TRACECLONE | lib.PTRACE_O_TRACEFORK | lib.PTRACE_O_TRACEVFORK)
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x4000000, 0x8000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+ALL_NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET
+
+# The host syscalls the sentry injects into guests: the seccomp filter
+# allows these and nothing else.
+NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_MADVISE = 9, 10, 11, 25, 28
+NR_CLONE, NR_EXIT, NR_EXIT_GROUP, NR_EXECVEAT = 56, 60, 231, 322
+NR_MSYNC, NR_MINCORE, NR_MLOCK, NR_MUNLOCK = 26, 27, 149, 150
+INJECTABLE = (NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_MADVISE, NR_MSYNC, NR_MINCORE,
+              NR_MLOCK, NR_MUNLOCK, NR_CLONE, NR_EXIT, NR_EXIT_GROUP, NR_EXECVEAT)
+AT_EMPTY_PATH = 0x1000
+
+
+class GuestGone(Exception):
+    """The host thread died (killed) while the sentry worked on it."""
+
+    def __init__(self, pid: int, status: int):
+        super().__init__(pid, status)
+        self.pid = pid
+        self.status = status
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        raise OSError(-ret, f"{what}: {os.strerror(-ret)}")
+    return ret
+
+
+class PtraceThread(P.GuestThread):
+    __slots__ = ("pid", "platform", "_mem_fd")
+
+    def __init__(self, platform: "PtracePlatform", pid: int):
+        self.platform = platform
+        self.pid = pid
+        self._mem_fd = -1  # /proc/pid/mem, for writing read-only pages
+
+    # --- registers ---
+    def get_regs(self):
+        regs = ffi.new("struct user_regs_struct *")
+        _check(lib.pt_getregs(self.pid, regs), "PTRACE_GETREGS")
+        return regs
+
+    def set_regs(self, regs) -> None:
+        _check(lib.pt_setregs(self.pid, regs), "PTRACE_SETREGS")
+
+    def copy_regs(self, regs):
+        new = ffi.new("struct user_regs_struct *")
+        new[0] = regs[0]
+        return new
+
+    # --- memory ---
+    def read(self, addr: int, size: int) -> bytes:
+        if size == 0:
+            return b""
+        buf = ffi.new("char[]", size)
+        n = lib.pt_read(self.pid, addr, buf, size)
+        if n < 0:
+            raise OSError(errno.EFAULT, "bad address")
+        if n < size:
+            raise OSError(errno.EFAULT, "bad address")
+        return ffi.buffer(buf, n)[:]
+
+    def read_some(self, addr: int, size: int) -> bytes:
+        """As much of [addr, addr+size) as is mapped from the start."""
+        buf = ffi.new("char[]", size)
+        n = lib.pt_read(self.pid, addr, buf, size)
+        return ffi.buffer(buf, n)[:] if n > 0 else b""
+
+    def write(self, addr: int, data: bytes) -> None:
+        if not data:
+            return
+        n = lib.pt_write(self.pid, addr, data, len(data))
+        if n == len(data):
+            return
+        # Read-only pages (ELF text, PROT_READ mappings): /proc/pid/mem may
+        # write them the way a debugger sets breakpoints.
+        self.force_write(addr, data)
+
+    def force_write(self, addr: int, data: bytes) -> None:
+        if self._mem_fd < 0:
+            self._mem_fd = os.open(f"/proc/{self.pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            n = os.pwrite(self._mem_fd, data, addr)
+        except OSError:
+            raise OSError(errno.EFAULT, "bad address") from None
+        if n != len(data):
+            raise OSError(errno.EFAULT, "bad address")
+
+    def forget_mm(self) -> None:
+        """After exec the old /proc/pid/mem names the old address space."""
+        if self._mem_fd >= 0:
+            os.close(self._mem_fd)
+            self._mem_fd = -1
+
+    def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
+        buf = ffi.new("char[]", limit)
+        n = lib.pt_read_cstr(self.pid, addr, buf, limit)
+        if n == -1:
+            raise OSError(errno.ENAMETOOLONG, "string too long")
+        if n < 0:
+            raise OSError(errno.EFAULT, "bad address")
+        return ffi.buffer(buf, n)[:]
+
+    # --- running host syscalls in the guest ---
+    def inject(self, nr: int, *args: int, regs=None) -> int:
+        """Run host syscall nr at the stub's `syscall; int3` gadget. The
+        thread must be stopped; its registers are restored afterwards."""
+        saved = regs if regs is not None else self.get_regs()
+        work = self.copy_regs(saved)
+        work.rax = nr
+        work.orig_rax = 0xFFFFFFFFFFFFFFFF  # not in a syscall: no restart games
+        work.rip = GADGET
+        for name, value in zip(("rdi", "rsi", "rdx", "r10", "r8", "r9"), args):
+            setattr(work, name, value & 0xFFFFFFFFFFFFFFFF)
+        self.set_regs(work)
+        _check(lib.pt_request(lib.PTRACE_CONT, self.pid, 0, 0), "PTRACE_CONT")
+        result = self._finish_injection(nr)
+        self.set_regs(saved)
+        return result
+
+    def _finish_injection(self, nr: int) -> int:
+        """Wait for the gadget's int3; return the syscall's rax."""
+        while True:
+            status = self.platform.wait_for(self.pid)
+            sig = (status >> 8) & 0xFF
+            event = status >> 16
+            if sig == 5 and event == 0:
+                regs = self.get_regs()
+                return _signed(regs.rax)
+            if event in (lib.PTRACE_EVENT_FORK, lib.PTRACE_EVENT_VFORK, lib.PTRACE_EVENT_CLONE):
+                self.platform.note_new_child(self.pid, lib.pt_geteventmsg(self.pid))
+                sig = 0
+            elif sig == 5 or sig == 19:  # stray trap/stop while injecting
+                sig = 0
+            _check(lib.pt_request(lib.PTRACE_CONT, self.pid, 0, sig), "PTRACE_CONT")
+
+    def exec_stub(self, regs=None) -> int:
+        """Replace the address space with a fresh stub one. Returns 0 when
+        the thread now sits at the stub's entry (exec stop), or -errno."""
+        saved = regs if regs is not None else self.get_regs()
+        work = self.copy_regs(saved)
+        work.rax = NR_EXECVEAT
+        work.orig_rax = 0xFFFFFFFFFFFFFFFF
+        work.rip = GADGET
+        work.rdi, work.rsi, work.rdx, work.r10, work.r8 = 3, NULLS, NULLS, NULLS, AT_EMPTY_PATH
+        self.set_regs(work)
+        _check(lib.pt_request(lib.PTRACE_CONT, self.pid, 0, 0), "PTRACE_CONT")
+        while True:
+            status = self.platform.wait_for(self.pid)
+            sig, event = (status >> 8) & 0xFF, status >> 16
+            if event == lib.PTRACE_EVENT_EXEC:
+                self.forget_mm()
+                self.platform.settle_after_exec(self.pid)
+                return 0
+            if sig == 5 and event == 0:  # int3: execveat failed
+                rax = _signed(self.get_regs().rax)
+                self.set_regs(saved)
+                return rax
+            _check(lib.pt_request(lib.PTRACE_CONT, self.pid, 0, 0), "PTRACE_CONT")
+
+    def kill(self) -> None:
+        lib.pt_kill(self.pid, 9)
+
+
+class PtracePlatform(P.Platform):
+    name = "ptrace"
+    reserved = [(STUB_BASE, STUB_BASE + STUB_SIZE)]
+
+    def __init__(self, cpu: int | None = None, namespaces: int = ALL_NAMESPACES):
+        self.cpu = cpu
+        self.namespaces = namespaces
+        self.stub_fd = stub_memfd()
+        self.allow = ffi.new("unsigned short[]", list(INJECTABLE))
+        # Events for pids seen by targeted waits or before they were known.
+        self.pending: dict[int, list[int]] = {}
+        self.new_children: dict[int, int] = {}  # child host pid -> parent host pid
+        self.out = ffi.new("unsigned long[10]")
+        self.status = ffi.new("int *")
+        self.sigchld_fd = _check(lib.pt_sigchld_fd(), "signalfd")
+        self.threads: dict[int, PtraceThread] = {}
+        self.last_new_child = 0
+
+    # --- process creation ---
+    def new_process(self) -> PtraceThread:
+        pid = _check(lib.pt_spawn(self.stub_fd, self.namespaces, -1 if self.cpu is None else self.cpu,
+                                  self.allow, len(INJECTABLE)), "spawn")
+        status = self.wait_for(pid)
+        if (status & 0xFF) != 0x7F:
+            raise OSError(errno.ECHILD, f"guest failed to start (wait status {status:#x})")
+        _check(lib.pt_request(lib.PTRACE_SETOPTIONS, pid, 0, OPTIONS), "PTRACE_SETOPTIONS")
+        _check(lib.pt_request(lib.PTRACE_CONT, pid, 0, 0), "PTRACE_CONT")
+        status = self.wait_for(pid)
+        if (status >> 16) != lib.PTRACE_EVENT_EXEC:
+            code = (status >> 8) & 0xFF if (status & 0x7F) == 0 else status
+            raise OSError(errno.ECHILD, f"guest failed to exec the stub (status {status:#x}, step {code})")
+        self.settle_after_exec(pid)
+        thread = PtraceThread(self, pid)
+        self.threads[pid] = thread
+        return thread
+
+    def settle_after_exec(self, pid: int) -> None:
+        """At the exec event stop the kernel has yet to store execve's
+        return value into rax; let the stub run to its int3 so registers
+        set afterwards stick."""
+        _check(lib.pt_request(lib.PTRACE_CONT, pid, 0, 0), "PTRACE_CONT")
+        while True:
+            status = self.wait_for(pid)
+            if (status >> 8) & 0xFF == 5 and status >> 16 == 0:
+                return
+            _check(lib.pt_request(lib.PTRACE_CONT, pid, 0, 0), "PTRACE_CONT")
+
+    def thread(self, pid: int) -> PtraceThread:
+        t = PtraceThread(self, pid)
+        self.threads[pid] = t
+        return t
+
+    def note_new_child(self, parent: int, child: int) -> None:
+        """An injected clone made child (a host pid: the clone's own return
+        value is the pid in the guest's namespace, meaningless here)."""
+        self.new_children[child] = parent
+        self.last_new_child = child
+
+    def wait_child_start(self, child: int) -> None:
+        """A just-cloned host child starts in a ptrace stop (SIGSTOP)."""
+        status = self.wait_for(child)
+        if (status & 0xFF) != 0x7F:
+            raise GuestGone(child, status)
+
+    # --- waiting ---
+    def wait_for(self, pid: int) -> int:
+        """Wait for the next event of one host thread (other threads'
+        events stay queued in the kernel)."""
+        q = self.pending.get(pid)
+        if q:
+            status = q.pop(0)
+        else:
+            while True:
+                try:
+                    _, status = os.waitpid(pid, os.__dict__.get("__WALL", 0x40000000))
+                    break
+                except ChildProcessError:
+                    raise GuestGone(pid, 0x9) from None
+                except InterruptedError:
+                    continue
+        if (status & 0x7F) != 0x7F and (status & 0xFF) != 0x7F:
+            # exited or killed while we were driving it
+            self.pending.setdefault(pid, []).insert(0, status)
+            raise GuestGone(pid, status)
+        return status
+
+    def step(self, pid: int, set_rax: int, rax: int, req: int, sig: int, block: bool) -> int:
+        """Resume pid (if > 0), then wait for any event. Returns the pid
+        that reported, 0 if none (non-blocking), with self.status[0] and,
+        for syscall stops, self.out filled."""
+        if self.pending:
+            if pid > 0:
+                self.resume(pid, set_rax, rax, req, sig)
+            wpid = next(iter(self.pending))
+            q = self.pending[wpid]
+            self.status[0] = q.pop(0)
+            if not q:
+                del self.pending[wpid]
+            return wpid
+        r = lib.pt_step(pid, set_rax, rax, req, sig, 1 if block else 0, self.status, self.out)
+        if r == -errno.EINTR:
+            return 0
+        return _check(r, "ptrace step")
+
+    def resume(self, pid: int, set_rax: int, rax: int, req: int, sig: int) -> None:
+        _check(lib.pt_resume(pid, set_rax, rax, req, sig), "ptrace resume")
+
+    def close(self) -> None:
+        pids = set(self.threads) | set(self.new_children)
+        for pid in pids:
+            lib.pt_kill(pid, 9)
+        deadline = time.monotonic() + 5
+        for pid in pids:  # reap: SIGKILL ends them at once
+            while time.monotonic() < deadline:
+                try:
+                    got, status = os.waitpid(pid, 0x40000000 | os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if got == 0:
+                    time.sleep(0.001)
+                    continue
+                if (status & 0xFF) != 0x7F:
+                    break
+        self.threads.clear()
+        self.new_children.clear()
+        for fd in (self.stub_fd, self.sigchld_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,147 @@
+"""Futexes: the sentry's wait queues keyed by (address space, address).
+
+Waiters park in the kernel; FUTEX_WAKE ends their futex call with 0, a
+timeout with ETIMEDOUT, a signal with EINTR. Shared futexes are keyed by
+the address space too, so cross-process futexes on shared memory do not
+meet yet (noted in the syscall table).
+"""
+from __future__ import annotations
+
+import errno
+import struct
+import time
+
+from vfs.inode import fserr
+
+from .waiter import Block, WaitQueue
+
+FUTEX_WAIT, FUTEX_WAKE, FUTEX_FD, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE = 0, 1, 2, 3, 4
+FUTEX_WAKE_OP, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 5, 9, 10
+FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME = 128, 256
+BITSET_ANY = 0xFFFFFFFF
+U32 = struct.Struct("<I")
+
+
+class Waiter:
+    __slots__ = ("task", "bitset", "queue")
+
+    def __init__(self, task, bitset):
+        self.task, self.bitset, self.queue = task, bitset, WaitQueue()
+
+
+def _table(k) -> dict:
+    if not hasattr(k, "futexes"):
+        k.futexes = {}
+    return k.futexes
+
+
+def _key(t, addr: int):
+    return (id(t.tg.mm), addr)
+
+
+def wake(k, t, addr: int, count: int, bitset: int = BITSET_ANY, key=None) -> int:
+    table = _table(k)
+    key = key or _key(t, addr)
+    waiters = table.get(key, [])
+    woken = 0
+    keep = []
+    for w in waiters:
+        if not w.queue:  # its task left (signal, timeout, death)
+            continue
+        if woken < count and w.bitset & bitset:
+            w.queue.notify()
+            woken += 1
+        else:
+            keep.append(w)
+    if keep:
+        table[key] = keep
+    else:
+        table.pop(key, None)
+    return woken
+
+
+def futex(k, t, uaddr, op, val, timeout, uaddr2, val3):
+    cmd = op & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME)
+    val &= 0xFFFFFFFF
+    if uaddr & 3:
+        raise fserr(errno.EINVAL)
+    if cmd in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
+        bitset = BITSET_ANY if cmd == FUTEX_WAIT else val3 & 0xFFFFFFFF
+        if not bitset:
+            raise fserr(errno.EINVAL)
+        current = U32.unpack(t.thread.read(uaddr, 4))[0]
+        if current != val:
+            raise fserr(errno.EAGAIN)
+        deadline = None
+        if timeout:
+            sec, nsec = struct.unpack("<qq", t.thread.read(timeout, 16))
+            if sec < 0 or not 0 <= nsec < 10**9:
+                raise fserr(errno.EINVAL)
+            ns = sec * 10**9 + nsec
+            if cmd == FUTEX_WAIT:
+                deadline = time.monotonic_ns() + ns
+            elif op & FUTEX_CLOCK_REALTIME:
+                deadline = time.monotonic_ns() + (ns - time.time_ns())
+            else:
+                deadline = ns
+        w = Waiter(t, bitset)
+        _table(k).setdefault(_key(t, uaddr), []).append(w)
+        raise Block(w.queue, deadline_ns=deadline, on_timeout=-errno.ETIMEDOUT, result=0)
+    if cmd in (FUTEX_WAKE, FUTEX_WAKE_BITSET):
+        bitset = BITSET_ANY if cmd == FUTEX_WAKE else val3 & 0xFFFFFFFF
+        if not bitset:
+            raise fserr(errno.EINVAL)
+        return wake(k, t, uaddr, val, bitset)
+    if cmd in (FUTEX_REQUEUE, FUTEX_CMP_REQUEUE):
+        if cmd == FUTEX_CMP_REQUEUE and U32.unpack(t.thread.read(uaddr, 4))[0] != val3 & 0xFFFFFFFF:
+            raise fserr(errno.EAGAIN)
+        n = wake(k, t, uaddr, val)
+        limit = timeout & 0xFFFFFFFF  # val2 travels in the timeout slot
+        table = _table(k)
+        src, dst = _key(t, uaddr), _key(t, uaddr2)
+        moved, rest = [], []
+        for w in table.get(src, []):
+            (moved if len(moved) < limit and w.queue else rest).append(w)
+        if rest:
+            table[src] = rest
+        else:
+            table.pop(src, None)
+        if moved:
+            table.setdefault(dst, []).extend(moved)
+        return n + (len(moved) if cmd == FUTEX_CMP_REQUEUE else 0)
+    if cmd == FUTEX_WAKE_OP:
+        return _wake_op(k, t, uaddr, val, timeout & 0xFFFFFFFF, uaddr2, val3)
+    raise fserr(errno.ENOSYS)
+
+
+def _wake_op(k, t, uaddr, nr_wake, nr_wake2, uaddr2, encoded):
+    op, cmp = (encoded >> 28) & 0xF, (encoded >> 24) & 0xF
+    oparg, cmparg = (encoded >> 12) & 0xFFF, encoded & 0xFFF
+    if op & 8:
+        oparg = 1 << oparg
+        op &= 7
+    old = U32.unpack(t.thread.read(uaddr2, 4))[0]
+    new = {0: oparg, 1: old + oparg, 2: old | oparg, 3: old & ~oparg, 4: old ^ oparg}.get(op)
+    if new is None:
+        raise fserr(errno.ENOSYS)
+    t.thread.write(uaddr2, U32.pack(new & 0xFFFFFFFF))
+    n = wake(k, t, uaddr, nr_wake)
+    ok = {0: old == cmparg, 1: old != cmparg, 2: old < cmparg, 3: old <= cmparg,
+          4: old > cmparg, 5: old >= cmparg}.get(cmp)
+    if ok is None:
+        raise fserr(errno.ENOSYS)
+    if ok:
+        n += wake(k, t, uaddr2, nr_wake2)
+    return n
+
+
+def clear_child_tid(k, t) -> None:
+    """At thread exit: *clear_child_tid = 0 and wake one waiter (pthread_join)."""
+    addr = t.clear_child_tid
+    if not addr:
+        return
+    try:
+        t.thread.write(addr, U32.pack(0))
+    except OSError:
+        return
+    wake(k, t, addr, 1)

@@ -1,0 +1,499 @@
+"""The kernel: one event loop on one thread.
+
+The loop resumes guest threads and waits for the next platform event. A
+syscall stop is answered by its handler (sentry.syscalls), which either
+returns a result (written into rax as the thread resumes), parks the task
+(Block), or takes over the thread itself (exec, exit, fork children).
+Parked tasks are woken by wait queues, timers or host fds; the loop polls
+host fds and timers only while someone waits on them, so the common case
+is one fused C call per syscall: store result, resume, wait.
+"""
+from __future__ import annotations
+
+import collections
+import errno
+import heapq
+import itertools
+import os
+import select
+import struct
+import sys
+import time
+import traceback
+
+from platforms.ptrace._ptrace import lib
+from platforms.ptrace.platform import GuestGone, PtracePlatform
+from vfs.path import MountTree, PathContext
+
+from .fdtable import FDTable
+from .loader import exec as loader
+from .mm.mm import MemoryManager
+from .syscalls import table
+from .task import (RUNNING, ZOMBIE, Credentials, FSContext, PIDNamespace, SignalHandlers,
+                   Task, ThreadGroup)
+from . import signals
+from .signals import ERESTARTSYS
+from .waiter import Block
+
+SYSCALL_STOP = 0x85
+SIGKILL, SIGCHLD, SIGSTOP, SIGTRAP, SIGSEGV = 9, 17, 19, 5, 11
+AUDIT_ARCH_X86_64 = 0xC000003E
+CORE_SIGNALS = {3, 4, 5, 6, 7, 8, 11, 24, 25, 31}  # default action: dump core
+IGNORED_SIGNALS = {17, 18, 23, 28}  # SIGCHLD, SIGCONT, SIGURG, SIGWINCH
+NORESUME = object()  # handler result: the handler decided how the task goes on
+
+
+class InternalError(Exception):
+    pass
+
+
+class Parked:
+    __slots__ = ("task", "nr", "args", "block", "callback", "timed_out", "timer")
+
+    def __init__(self, task, nr, args, block):
+        self.task, self.nr, self.args, self.block = task, nr, args, block
+        self.callback = None
+        self.timed_out = False
+        self.timer = None
+
+
+def _host_auxv() -> dict[int, int]:
+    data = open("/proc/self/auxv", "rb").read()
+    vals = struct.unpack(f"<{len(data) // 8}Q", data)
+    return {vals[i]: vals[i + 1] for i in range(0, len(vals) - 1, 2)}
+
+
+class Kernel:
+    def __init__(self, platform: PtracePlatform, mounts: MountTree, *, strace=None,
+                 debug_log=None, hostname: bytes = b"pyrunsc"):
+        self.platform = platform
+        self.mounts = mounts
+        self.pidns = PIDNamespace()
+        self.by_host: dict[int, Task] = {}
+        self.ready = collections.deque()   # (task, set_rax, rax, sig)
+        self.woken = collections.deque()   # Parked records to retry
+        self.timers: list = []             # heap of (deadline_ns, seq, Parked)
+        self.host_waits: dict[int, list] = {}  # host fd -> [(events, Parked)]
+        self._seq = itertools.count()
+        self.init_tg: ThreadGroup | None = None
+        self.finished = False
+        self.exit_status = 0
+        self.strace = strace
+        self.debug_log = debug_log
+        self.unimplemented = collections.Counter()
+        self.hostname = hostname
+        self.domainname = b"(none)"
+        self.boot_ns = time.monotonic_ns()
+        self.current: Task | None = None
+        aux = _host_auxv()
+        self.hwcap, self.hwcap2, self.minsigstksz = aux.get(16, 0), aux.get(26, 0), aux.get(51, 2048)
+        self.handlers = table.handlers()
+        self.nsyscalls = 0
+        self.signals_pending = 0  # >0 when some task may have a signal to take
+        self.fg_pgid = 1
+
+    # --- process creation ---
+    def start(self, argv: list[bytes], envp: list[bytes], cwd: bytes, fdtable: FDTable,
+              creds: Credentials | None = None) -> None:
+        creds = creds or Credentials()
+        root = self.mounts.root
+        ctx = PathContext(root, root, creds.vfs())
+        cwd_loc = self.mounts.resolve(ctx, cwd)
+        ctx.cwd = cwd_loc
+        plan = loader.prepare(self.mounts, ctx, argv[0], argv, envp)  # OSError: caller reports
+        thread = self.platform.new_process()
+        tgid = self.pidns.alloc()
+        mm = MemoryManager(self.platform.reserved)
+        tg = ThreadGroup(tgid, None, FSContext(root, cwd_loc), fdtable, creds, mm, SignalHandlers())
+        tg.start_ns = time.monotonic_ns()
+        t = Task(tgid, tg, thread)
+        self._register(t)
+        self.init_tg = tg
+        self._load(t, plan)
+        self.ready.append((t, 0, 0, 0))
+
+    def _register(self, t: Task) -> None:
+        t.tg.tasks.append(t)
+        self.pidns.tasks[t.tid] = t
+        self.pidns.groups[t.tg.tgid] = t.tg
+        self.by_host[t.thread.pid] = t
+        t.tg.mm.users += 1
+
+    def _vdso(self, hpid: int) -> int:
+        data = open(f"/proc/{hpid}/auxv", "rb").read()
+        vals = struct.unpack(f"<{len(data) // 8}Q", data)
+        for i in range(0, len(vals) - 1, 2):
+            if vals[i] == 33:
+                return vals[i + 1]
+        return 0
+
+    def _load(self, t: Task, plan) -> None:
+        """Fill t's fresh stub address space with the program of plan."""
+        tg = t.tg
+        thread = t.thread
+        exe_path = self.mounts.path_of(plan.main.loc, tg.fs.root)
+        loaded = loader.load(thread, tg.mm, plan, tg.creds, self._vdso(thread.pid),
+                             self.hwcap, self.hwcap2, self.minsigstksz, exe_path)
+        regs = thread.get_regs()
+        for name in ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
+                     "rax", "rcx", "rdx", "rsi", "rdi", "fs_base", "gs_base"):
+            setattr(regs, name, 0)
+        regs.orig_rax = 0xFFFFFFFFFFFFFFFF
+        regs.rip = loaded.entry
+        regs.rsp = loaded.sp
+        regs.eflags = 0x202
+        thread.set_regs(regs)
+        tg.exe = plan.main.loc
+        tg.argv = plan.argv
+        tg.envp = plan.envp
+        t.comm = os.path.basename(plan.filename)[:15]
+
+    # --- the loop ---
+    def run(self) -> int:
+        plat = self.platform
+        SYSEMU = lib.PTRACE_SYSEMU
+        status = plat.status
+        out = plat.out
+        try:
+            while not self.finished:
+                if self.woken:
+                    self._retry_woken()
+                    continue
+                fused = None
+                while self.ready:
+                    t, set_rax, rax, sig = self.ready.popleft()
+                    if not t.alive:
+                        continue
+                    if self.signals_pending and (t.pending_signals | t.tg.pending_signals) or \
+                            set_rax and rax == -ERESTARTSYS:
+                        set_rax, rax = self._signal_before_resume(t, set_rax, rax)
+                        if not t.alive:
+                            continue
+                    t.on_cpu = True
+                    if not self.ready and not self.woken and not self.timers and not self.host_waits:
+                        fused = (t, set_rax, rax, sig)
+                        break
+                    try:
+                        plat.resume(t.thread.pid, set_rax, rax, SYSEMU, sig)
+                    except OSError:
+                        pass  # died meanwhile: its exit event follows
+                if fused is not None:
+                    t, set_rax, rax, sig = fused
+                    try:
+                        wpid = plat.step(t.thread.pid, set_rax, rax, SYSEMU, sig, True)
+                    except OSError as e:
+                        if e.errno != errno.ESRCH:
+                            raise
+                        wpid = plat.step(0, 0, 0, 0, 0, True)
+                elif self.timers or self.host_waits:
+                    wpid = self._wait_with_host()
+                else:
+                    if not self.by_host:
+                        raise InternalError("no guest left to wait for, but the sandbox has not ended")
+                    wpid = plat.step(0, 0, 0, 0, 0, True)
+                if wpid <= 0:
+                    continue
+                t = self.by_host.get(wpid)
+                st = status[0]
+                if t is None:
+                    continue  # a host thread we already buried (killed group)
+                t.on_cpu = False
+                if (st & 0xFF) == 0x7F and (st >> 8) & 0xFF == SYSCALL_STOP:
+                    if out[9] != AUDIT_ARCH_X86_64 or out[0] >= 0x40000000:
+                        # i386 (int 0x80) or x32 entry: refused, never emulated
+                        self._log_debug(f"refused non-x86-64 syscall {out[0]} (arch {out[9]:#x}) from {t}")
+                        self.ready.append((t, 1, -errno.ENOSYS, 0))
+                        continue
+                    self.syscall(t, out[0], (out[1], out[2], out[3], out[4], out[5], out[6]))
+                else:
+                    self._other_event(t, st)
+        finally:
+            self.shutdown()
+        return self.exit_status
+
+    def syscall(self, t: Task, nr: int, args: tuple, retry: bool = False) -> None:
+        self.current = t
+        t.syscall_nr = nr
+        self.nsyscalls += 1
+        handler = self.handlers[nr] if nr < len(self.handlers) else None
+        try:
+            if handler is None:
+                self.unimplemented[nr] += 1
+                self._log_debug(f"unimplemented syscall {table.name(nr)} ({nr}) from {t}")
+                r = -errno.ENOSYS
+            else:
+                r = handler(self, t, *args)
+        except OSError as e:
+            r = -(e.errno or errno.EIO)
+        except Block as b:
+            self._park(t, nr, args, b)
+            if self.strace and not retry:
+                self.strace.blocked(t, nr, args)
+            return
+        except GuestGone as gone:
+            self._log_debug(f"host thread {gone.pid} gone (status {gone.status:#x}) during {table.name(nr)} of {t}")
+            if gone.pid == t.thread.pid:
+                self.host_thread_gone(t, gone.status)
+            else:
+                self.ready.append((t, 1, -errno.EAGAIN, 0))
+            return
+        except Exception as e:
+            raise InternalError(f"in {table.name(nr)}({', '.join(hex(a) for a in args)}) of {t}: {e!r}") from e
+        if r is NORESUME:
+            if self.strace:
+                self.strace.done(t, nr, args, None)
+            return
+        if self.strace:
+            self.strace.done(t, nr, args, r)
+        self.ready.append((t, 1, r, 0))
+
+    def _signal_before_resume(self, t: Task, set_rax: int, rax: int) -> tuple[int, int]:
+        """Deliver a pending signal to t (or settle a syscall a signal
+        interrupted) before it runs again. Returns the new (set_rax, rax)."""
+        regs = t.thread.get_regs()
+        if set_rax:
+            regs.rax = rax & 0xFFFFFFFFFFFFFFFF
+        if set_rax and rax == -ERESTARTSYS:
+            sig = signals.next_signal(t)
+            act = t.tg.handlers.actions[sig] if sig else None
+            if act is None or act.flags & signals.SA_RESTART:
+                regs.rax = t.syscall_nr  # run the syscall again after the handler
+                regs.rip -= 2
+            else:
+                regs.rax = (-errno.EINTR) & 0xFFFFFFFFFFFFFFFF
+        signals.deliver_pending(self, t, regs)
+        if t.alive:
+            t.thread.set_regs(regs)
+        return 0, 0
+
+    # --- parking ---
+    def _park(self, t: Task, nr: int, args: tuple, b: Block) -> None:
+        rec = Parked(t, nr, args, b)
+        t.parked = rec
+
+        def wake():
+            if t.parked is rec:
+                self._unpark(rec)
+                self.woken.append(rec)
+        rec.callback = wake
+        for q in b.queues:
+            q.add_waiter(wake)
+        if b.deadline_ns is not None:
+            rec.timer = (b.deadline_ns, next(self._seq), rec)
+            heapq.heappush(self.timers, rec.timer)
+        if b.host_fd is not None:
+            self.host_waits.setdefault(b.host_fd, []).append((b.host_events, rec))
+
+    def _unpark(self, rec: Parked) -> None:
+        rec.task.parked = None
+        for q in rec.block.queues:
+            q.remove_waiter(rec.callback)
+        if rec.timer is not None:
+            try:
+                self.timers.remove(rec.timer)
+                heapq.heapify(self.timers)
+            except ValueError:
+                pass
+        fd = rec.block.host_fd
+        if fd is not None:
+            lst = [w for w in self.host_waits.get(fd, []) if w[1] is not rec]
+            if lst:
+                self.host_waits[fd] = lst
+            else:
+                self.host_waits.pop(fd, None)
+
+    def interrupt(self, t: Task, result: int) -> bool:
+        """End t's parked syscall with `result` (e.g. -EINTR)."""
+        rec = t.parked
+        if rec is None:
+            return False
+        self._unpark(rec)
+        self.ready.append((t, 1, result, 0))
+        return True
+
+    def _retry_woken(self) -> None:
+        while self.woken:
+            rec = self.woken.popleft()
+            t = rec.task
+            if not t.alive:
+                continue
+            b = rec.block
+            result = b.on_timeout if rec.timed_out and b.on_timeout is not None else b.result
+            if result is None:
+                self.syscall(t, rec.nr, rec.args, retry=True)
+                continue
+            if self.strace:
+                self.strace.done(t, rec.nr, rec.args, result)
+            self.ready.append((t, 1, result, 0))
+
+    def _wait_with_host(self) -> int:
+        plat = self.platform
+        wpid = plat.step(0, 0, 0, 0, 0, False)
+        if wpid:
+            return wpid
+        now = time.monotonic_ns()
+        timeout = None
+        if self.timers:
+            timeout = max(0, (self.timers[0][0] - now) // 1_000_000 + 1)
+        poller = select.poll()
+        poller.register(plat.sigchld_fd, select.POLLIN)
+        for fd, waits in self.host_waits.items():
+            ev = 0
+            for events, _ in waits:
+                ev |= events
+            poller.register(fd, ev | select.POLLHUP | select.POLLERR)
+        try:
+            ready = poller.poll(timeout)
+        except InterruptedError:
+            ready = []
+        for fd, ev in ready:
+            if fd == plat.sigchld_fd:
+                try:
+                    os.read(fd, 4096)
+                except BlockingIOError:
+                    pass
+                continue
+            for _, rec in list(self.host_waits.get(fd, [])):
+                rec.callback()
+        now = time.monotonic_ns()
+        while self.timers and self.timers[0][0] <= now:
+            _, _, rec = heapq.heappop(self.timers)
+            rec.timer = None
+            rec.timed_out = True
+            rec.callback()
+        return plat.step(0, 0, 0, 0, 0, False)
+
+    # --- non-syscall events ---
+    def _other_event(self, t: Task, st: int) -> None:
+        if (st & 0xFF) != 0x7F:
+            self.host_thread_gone(t, st)
+            return
+        sig = (st >> 8) & 0xFF
+        event = st >> 16
+        if event or sig == SIGSTOP:
+            # ptrace events we did not ask for here, or a stop: carry on
+            self.ready.append((t, 0, 0, 0))
+            return
+        # A synchronous fault raised by the host (SIGSEGV, SIGBUS, SIGFPE,
+        # SIGILL, SIGTRAP from int3): the guest's signal, not the host's.
+        self.guest_fault(t, sig)
+
+    def guest_fault(self, t: Task, sig: int) -> None:
+        if not signals.deliver_fault(self, t, sig):
+            self.exit_group(t.tg, self.signal_status(sig))
+
+    @staticmethod
+    def signal_status(sig: int) -> int:
+        return sig | (0x80 if sig in CORE_SIGNALS else 0)
+
+    # --- exits ---
+    def host_thread_gone(self, t: Task, st: int | None) -> None:
+        if not t.alive:
+            return
+        if not t.tg.exiting:
+            # died on the host without the sentry deciding it (a seccomp kill,
+            # an outside SIGKILL): the process dies of that signal
+            sig = (st & 0x7F) if st is not None and (st & 0x7F) else SIGKILL
+            self.exit_group(t.tg, self.signal_status(sig) if st is None or (st & 0x7F) else (st & 0xFF00))
+            return
+        self._bury(t)
+
+    def _bury(self, t: Task) -> None:
+        if not t.alive:
+            return
+        t.alive = False
+        if t.parked is not None:
+            self._unpark(t.parked)
+        self.by_host.pop(t.thread.pid, None)
+        self.pidns.tasks.pop(t.tid, None)
+        if t in t.tg.tasks:
+            t.tg.tasks.remove(t)
+        t.tg.mm.users -= 1
+
+    def exit_thread(self, t: Task, code: int) -> None:
+        """exit(2) of one thread; the last one ends the process."""
+        tg = t.tg
+        live = [x for x in tg.tasks if x.alive]
+        if len(live) <= 1:
+            self.exit_group(tg, (code & 0xFF) << 8)
+            return
+        from .futex import clear_child_tid
+        clear_child_tid(self, t)
+        # make the host thread alone exit: exit(2) at the gadget
+        regs = t.thread.get_regs()
+        from platforms.ptrace.stub import GADGET
+        regs.rax, regs.rdi, regs.rip, regs.orig_rax = 60, 0, GADGET, 0xFFFFFFFFFFFFFFFF
+        t.thread.set_regs(regs)
+        self._bury(t)  # its host exit event is ignored: no task maps to it
+        lib.pt_request(lib.PTRACE_CONT, t.thread.pid, 0, 0)
+
+    def exit_group(self, tg: ThreadGroup, wait_status: int) -> None:
+        if tg.exiting:
+            return
+        tg.exiting = True
+        tg.exit_status = wait_status
+        host_pid = tg.tasks[0].thread.pid if tg.tasks else None
+        for t in list(tg.tasks):
+            if t.parked is not None:
+                self._unpark(t.parked)
+            self._bury(t)
+        if host_pid is not None:
+            lib.pt_kill(host_pid, SIGKILL)
+        tg.fdtable.close_all()
+        if tg.vfork_parent is not None:
+            tg.exec_done.notify()
+        self._became_zombie(tg)
+
+    def _became_zombie(self, tg: ThreadGroup) -> None:
+        tg.state = ZOMBIE
+        if tg is self.init_tg:
+            # pid 1 is gone: the sandbox ends, as a pid namespace does
+            self.exit_status = tg.exit_status
+            self.finished = True
+            return
+        reaper = self.init_tg
+        for child in tg.children:
+            child.parent = reaper
+            reaper.children.append(child)
+            if child.state == ZOMBIE:
+                reaper.child_events.notify()
+        tg.children = []
+        parent = tg.parent
+        if parent is None:
+            return
+        act = parent.handlers.actions[SIGCHLD]
+        if act.handler == 1 or act.flags & 0x2:  # SIG_IGN or SA_NOCLDWAIT: no zombie
+            self.reap(tg)
+        else:
+            code = 1 if not tg.exit_status & 0x7F else (3 if tg.exit_status & 0x80 else 2)
+            value = (tg.exit_status >> 8) & 0xFF if code == 1 else tg.exit_status & 0x7F
+            signals.send_signal_to_group(self, parent, SIGCHLD, info=(SIGCHLD, 0, code, tg.tgid, value << 32))
+        parent.child_events.notify()
+
+    def reap(self, tg: ThreadGroup) -> None:
+        if tg.parent is not None and tg in tg.parent.children:
+            tg.parent.children.remove(tg)
+        tg.state = "X"
+        self.pidns.groups.pop(tg.tgid, None)
+
+    def shutdown(self) -> None:
+        """Kill every guest; used at the end and on internal errors."""
+        self.finished = True
+        self.platform.close()
+
+    # --- terminal foreground group (host stdio tty) ---
+    def foreground_pgid(self, t: Task) -> int:
+        return self.fg_pgid
+
+    def set_foreground_pgid(self, pgid: int) -> None:
+        self.fg_pgid = pgid
+
+    # --- logging ---
+    def _log_debug(self, msg: str) -> None:
+        if self.debug_log is not None:
+            self.debug_log.write(msg + "\n")
+            self.debug_log.flush()
+
+    def path_context(self, t: Task) -> PathContext:
+        fs = t.tg.fs
+        return PathContext(fs.root, fs.cwd, t.tg.creds.vfs(), t)

@@ -1,0 +1,236 @@
+"""execve: find the program through the VFS, follow `#!`, read the ELF
+(and its PT_INTERP), then, in the fresh stub address space, map the
+segments and build the initial stack the way Linux does.
+
+prepare() runs before the point of no return and raises OSError with
+Linux's errno; load() runs after the stub exec.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat as S
+import struct
+from dataclasses import dataclass
+
+from vfs.file import O_RDONLY
+from vfs.inode import fserr
+from vfs.path import MS_NOEXEC, X_OK, Location, may_access
+
+from ..mm.mm import (MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PAGE, PROT_READ, PROT_WRITE,
+                     STACK_SIZE, page_down, page_up)
+from . import elf
+
+BINPRM_BUF_SIZE = 256      # how much of a `#!` line Linux reads
+MAX_INTERP_DEPTH = 4       # nested `#!` interpreters before ELOOP
+MAX_ARG_STRLEN = 32 * PAGE  # one argv/envp string
+ARG_MAX = STACK_SIZE // 4   # all of argv + envp (a quarter of the stack rlimit)
+ET_DYN_BASE_HINT = 0x5555_5555_4000  # where Linux puts PIE programs
+
+AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0, 3, 4, 5, 6, 7, 8, 9
+AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
+AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN, AT_SYSINFO_EHDR, AT_MINSIGSTKSZ = 23, 25, 26, 31, 33, 51
+
+
+@dataclass
+class Binary:
+    loc: Location
+    data: bytes
+    image: elf.ElfImage
+    path: bytes  # as named (for AT_EXECFN and /proc/pid/exe)
+
+
+@dataclass
+class ExecPlan:
+    main: Binary
+    interp: Binary | None
+    argv: list[bytes]
+    envp: list[bytes]
+    filename: bytes
+
+
+def _read_all(loc: Location) -> bytes:
+    impl = loc.inode.open(O_RDONLY)
+    try:
+        chunks, off = [], 0
+        while True:
+            chunk = impl.pread(1 << 22, off)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            off += len(chunk)
+        return b"".join(chunks)
+    finally:
+        impl.release()
+
+
+def _open_exec(mounts, ctx, path: bytes, start: Location | None) -> tuple[Location, bytes]:
+    loc = mounts.resolve(ctx, path, start=start)
+    st = loc.inode.stat()
+    if S.S_ISDIR(st.mode) or not S.S_ISREG(st.mode):
+        raise fserr(errno.EACCES)
+    if loc.mount.flags & MS_NOEXEC or not may_access(st, ctx.creds, X_OK):
+        raise fserr(errno.EACCES)
+    return loc, _read_all(loc)
+
+
+def _parse_shebang(data: bytes) -> tuple[bytes, bytes | None]:
+    """The interpreter and its one optional argument from a `#!` line."""
+    line = data[2:BINPRM_BUF_SIZE]
+    nl = line.find(b"\n")
+    if nl >= 0:
+        line = line[:nl]
+    elif len(data) >= BINPRM_BUF_SIZE and line.strip(b" \t"):
+        # Linux: a line longer than the buffer must not be truncated silently
+        if not line.lstrip(b" \t").split(None, 1)[1:]:
+            raise fserr(errno.ENOEXEC)
+    line = line.strip(b" \t\0")
+    if not line:
+        raise fserr(errno.ENOEXEC)
+    parts = line.split(None, 1)
+    interp = parts[0]
+    arg = parts[1].strip(b" \t") if len(parts) > 1 else None
+    return interp, arg or None
+
+
+def check_args(argv: list[bytes], envp: list[bytes]) -> None:
+    total = 0
+    for s in argv + envp:
+        if len(s) + 1 > MAX_ARG_STRLEN:
+            raise fserr(errno.E2BIG)
+        total += len(s) + 1 + 8
+    if total > ARG_MAX:
+        raise fserr(errno.E2BIG)
+
+
+def prepare(mounts, ctx, path: bytes, argv: list[bytes], envp: list[bytes],
+            start: Location | None = None) -> ExecPlan:
+    check_args(argv, envp)
+    filename = path
+    for _depth in range(MAX_INTERP_DEPTH + 1):
+        loc, data = _open_exec(mounts, ctx, path, start)
+        if data[:2] == b"#!":
+            interp, arg = _parse_shebang(data)
+            # argv[0] is replaced by interpreter [arg] script-path
+            argv = [interp] + ([arg] if arg else []) + [path] + argv[1:]
+            path, start = interp, None
+            check_args(argv, envp)
+            continue
+        if not elf.is_elf(data):
+            raise fserr(errno.ENOEXEC)
+        image = elf.parse(data)
+        main = Binary(loc, data, image, path)
+        interp = None
+        if image.interp is not None:
+            iloc = mounts.resolve(ctx, image.interp)
+            if not S.S_ISREG(iloc.inode.stat().mode):
+                raise fserr(errno.EACCES)
+            idata = _read_all(iloc)
+            if not elf.is_elf(idata):
+                raise fserr(errno.ELIBBAD)
+            iimage = elf.parse(idata)
+            if iimage.interp is not None:
+                raise fserr(errno.ELIBBAD)
+            interp = Binary(iloc, idata, iimage, image.interp)
+        return ExecPlan(main, interp, argv, envp, filename)
+    raise fserr(errno.ELOOP)
+
+
+def _map_image(thread, mm, b: Binary, fixed: bool, hint: int, name: bytes) -> int:
+    """Map one ELF image; returns the load bias."""
+    img = b.image
+    lo, hi = img.lo, img.hi
+    span = hi - lo
+    if fixed:
+        base = mm.mmap(thread, lo, span, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+    else:
+        base = mm.mmap(thread, hint, span, 0, MAP_PRIVATE | MAP_ANONYMOUS)
+    bias = base - lo
+    st = b.loc.inode.stat()
+    # contents, then per-page protections (pages shared by two segments
+    # get both segments' rights, as with Linux's overlapping mappings)
+    prot_of_page: dict[int, int] = {}
+    for seg in img.segments:
+        if seg.filesz:
+            thread.force_write(bias + seg.vaddr, b.data[seg.offset:seg.offset + seg.filesz])
+        for page in range(page_down(seg.vaddr), page_up(seg.vaddr + seg.memsz), PAGE):
+            prot_of_page[page] = prot_of_page.get(page, 0) | seg.prot
+        start = page_down(seg.vaddr)
+        mm.label(bias + start, bias + page_up(seg.vaddr + seg.memsz), name,
+                 page_down(seg.offset), st.dev, st.ino)
+    run_start, run_prot = None, None
+    for page in sorted(prot_of_page) + [None]:
+        prot = prot_of_page.get(page) if page is not None else None
+        if run_start is not None and (page is None or prot != run_prot or page != run_end):
+            mm.mprotect(thread, bias + run_start, run_end - run_start, run_prot)
+            run_start = None
+        if page is not None and run_start is None:
+            run_start, run_prot = page, prot
+        if page is not None:
+            run_end = page + PAGE
+    return bias
+
+
+@dataclass
+class Loaded:
+    entry: int
+    sp: int
+    brk: int
+
+
+def load(thread, mm, plan: ExecPlan, creds, vdso: int, hwcap: int, hwcap2: int,
+         minsigstksz: int, exe_path: bytes) -> Loaded:
+    main = plan.main
+    fixed = main.image.type == elf.ET_EXEC
+    bias = _map_image(thread, mm, main, fixed, 0 if fixed else ET_DYN_BASE_HINT, exe_path)
+    entry = bias + main.image.entry
+    interp_base = 0
+    if plan.interp is not None:
+        ibias = _map_image(thread, mm, plan.interp, False, 0, plan.interp.path)
+        interp_base = ibias + plan.interp.image.lo
+        rip = ibias + plan.interp.image.entry
+    else:
+        rip = entry
+    brk = bias + main.image.hi
+    mm.brk_start = mm.brk = mm.brk_mapped = brk
+
+    # The stack: 8 MiB, not growable; argv/envp/auxv at its top.
+    stack_lo = mm.mmap(thread, 0, STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+    stack_hi = stack_lo + STACK_SIZE
+    mm.stack = (stack_lo, stack_hi)
+
+    top = stack_hi - 8
+    blob = bytearray()
+    def lay(s: bytes) -> int:
+        pos = len(blob)
+        blob.extend(s)
+        return pos
+    rand_pos = lay(os.urandom(16))
+    plat_pos = lay(b"x86_64\0")
+    arg_pos = [lay(s + b"\0") for s in plan.argv]
+    env_pos = [lay(s + b"\0") for s in plan.envp]
+    execfn_pos = lay(plan.filename + b"\0")
+    blob_base = (top - len(blob)) & ~0xF
+    mm.arg_range = (blob_base + arg_pos[0], blob_base + (env_pos[0] if env_pos else execfn_pos)) if arg_pos else (0, 0)
+    mm.env_range = (blob_base + env_pos[0], blob_base + execfn_pos) if env_pos else (0, 0)
+    auxv = [
+        (AT_SYSINFO_EHDR, vdso), (AT_MINSIGSTKSZ, minsigstksz), (AT_HWCAP, hwcap),
+        (AT_PAGESZ, PAGE), (AT_CLKTCK, 100),
+        (AT_PHDR, main.image.phdr_addr(bias)), (AT_PHENT, elf.PHDR.size), (AT_PHNUM, main.image.phnum),
+        (AT_BASE, interp_base), (AT_FLAGS, 0), (AT_ENTRY, entry),
+        (AT_UID, creds.uid), (AT_EUID, creds.euid), (AT_GID, creds.gid), (AT_EGID, creds.egid),
+        (AT_SECURE, 0), (AT_RANDOM, blob_base + rand_pos), (AT_HWCAP2, hwcap2),
+        (AT_EXECFN, blob_base + execfn_pos), (AT_PLATFORM, blob_base + plat_pos), (AT_NULL, 0),
+    ]
+    if not vdso:
+        auxv = auxv[1:]
+    words = [len(plan.argv)] + [blob_base + p for p in arg_pos] + [0] + \
+            [blob_base + p for p in env_pos] + [0]
+    for k, v in auxv:
+        words += [k, v]
+    table = struct.pack(f"<{len(words)}Q", *words)
+    sp = (blob_base - len(table)) & ~0xF
+    thread.write(sp, table)
+    thread.write(blob_base, bytes(blob))
+    return Loaded(entry=rip, sp=sp, brk=brk)
+

@@ -1,0 +1,157 @@
+"""Process lifecycle operations: clone (fork, vfork, threads), execve and
+wait. Handlers in sentry.syscalls.process decode arguments and call these.
+
+fork is a host clone injected into the parent thread (the host copies
+the address space); the child host thread starts stopped, gets the
+parent's registers with rax = 0, and joins the kernel as a new task.
+"""
+from __future__ import annotations
+
+import errno
+import struct
+import time
+
+from platforms.ptrace.platform import NR_CLONE
+from vfs.inode import fserr
+
+from .loader import exec as loader
+from .mm.mm import MemoryManager
+from .task import ZOMBIE, Task, ThreadGroup
+from .waiter import Block
+
+CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
+CLONE_PIDFD, CLONE_PTRACE, CLONE_VFORK, CLONE_PARENT = 0x1000, 0x2000, 0x4000, 0x8000
+CLONE_THREAD, CLONE_NEWNS, CLONE_SYSVSEM, CLONE_SETTLS = 0x10000, 0x20000, 0x40000, 0x80000
+CLONE_PARENT_SETTID, CLONE_CHILD_CLEARTID, CLONE_DETACHED = 0x100000, 0x200000, 0x400000
+CLONE_UNTRACED, CLONE_CHILD_SETTID, CLONE_NEWCGROUP = 0x800000, 0x1000000, 0x2000000
+CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = (
+    0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000)
+CLONE_IO = 0x80000000
+NAMESPACE_FLAGS = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET
+I32 = struct.Struct("<i")
+
+
+def clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
+    if flags & NAMESPACE_FLAGS:
+        raise fserr(errno.EPERM)  # new namespaces inside the sandbox: not yet
+    if flags & CLONE_THREAD and not flags & CLONE_SIGHAND:
+        raise fserr(errno.EINVAL)
+    if flags & CLONE_SIGHAND and not flags & CLONE_VM:
+        raise fserr(errno.EINVAL)
+    parent_thread = t.thread
+    regs = parent_thread.get_regs()
+    host_flags = flags & (CLONE_VM | CLONE_THREAD | CLONE_SIGHAND)
+    plat = k.platform
+    plat.last_new_child = 0
+    r = parent_thread.inject(NR_CLONE, host_flags, 0, 0, 0, 0, regs=regs)
+    if r < 0:
+        raise fserr(-r)
+    child_hpid = plat.last_new_child
+    plat.new_children.pop(child_hpid, None)
+    plat.wait_child_start(child_hpid)
+    child_thread = plat.thread(child_hpid)
+    cregs = parent_thread.copy_regs(regs)
+    cregs.rax = 0
+    cregs.orig_rax = 0xFFFFFFFFFFFFFFFF
+    if stack:
+        cregs.rsp = stack
+    if flags & CLONE_SETTLS:
+        cregs.fs_base = tls
+    child_thread.set_regs(cregs)
+
+    tid = k.pidns.alloc()
+    if flags & CLONE_THREAD:
+        tg = t.tg
+    else:
+        ptg = t.tg
+        mm = ptg.mm if flags & CLONE_VM else ptg.mm.fork()
+        tg = ThreadGroup(tid, ptg.parent if flags & CLONE_PARENT else ptg,
+                         ptg.fs if flags & CLONE_FS else ptg.fs.copy(),
+                         ptg.fdtable.fork(),  # CLONE_FILES sharing between processes: copied (partial)
+                         ptg.creds.copy(), mm,
+                         ptg.handlers if flags & CLONE_SIGHAND else ptg.handlers.copy())
+        tg.pgid, tg.sid = ptg.pgid, ptg.sid
+        tg.rlimits = dict(ptg.rlimits)
+        tg.exe, tg.argv, tg.envp = ptg.exe, ptg.argv, ptg.envp
+        tg.start_ns = time.monotonic_ns()
+        (tg.parent or k.init_tg).children.append(tg)
+    child = Task(tid, tg, child_thread)
+    child.sigmask = t.sigmask
+    child.comm = t.comm
+    if flags & CLONE_CHILD_CLEARTID:
+        child.clear_child_tid = ctid
+    k._register(child)
+    if flags & CLONE_PARENT_SETTID:
+        parent_thread.write(ptid, I32.pack(tid))
+    if flags & CLONE_CHILD_SETTID:
+        child_thread.write(ctid, I32.pack(tid))
+    k.ready.append((child, 0, 0, 0))
+    if flags & CLONE_VFORK:
+        tg.vfork_parent = t
+        # the parent sleeps until the child execs or exits; the clone is done
+        raise Block(tg.exec_done, result=tid)
+    return tid
+
+
+def execve(k, t: Task, path: bytes, argv: list[bytes], envp: list[bytes], start=None) -> None:
+    """Replace t's process image. Errors before the point of no return
+    raise OSError; after it the process is killed on failure."""
+    ctx = k.path_context(t)
+    plan = loader.prepare(k.mounts, ctx, path, argv, envp, start)
+    tg = t.tg
+    # Other threads die first (de_thread); the host exec kills them too.
+    for other in [x for x in tg.tasks if x is not t]:
+        k._bury(other)
+    r = t.thread.exec_stub()
+    if r < 0:
+        raise fserr(-r)
+    tg.mm.users -= 1
+    tg.mm = MemoryManager(k.platform.reserved)
+    tg.mm.users += 1
+    try:
+        k._load(t, plan)
+    except OSError:
+        k.exit_group(tg, 9)  # SIGKILL, as Linux does past the point of no return
+        return
+    if tg.handlers is not None and any(x is not t for x in tg.tasks):
+        tg.handlers = tg.handlers.copy()
+    tg.handlers.reset_for_exec()
+    tg.fdtable.on_exec()
+    t.sigaltstack = (0, 2, 0)
+    t.clear_child_tid = 0
+    if tg.vfork_parent is not None:
+        tg.vfork_parent = None
+        tg.exec_done.notify()
+    k.ready.append((t, 0, 0, 0))
+
+
+WNOHANG, WUNTRACED, WEXITED, WCONTINUED, WNOWAIT = 1, 2, 4, 8, 0x1000000
+WNOTHREAD, WALL, WCLONE = 0x20000000, 0x40000000, 0x80000000
+P_ALL, P_PID, P_PGID, P_PIDFD = 0, 1, 2, 3
+
+
+def _matches(k, waiter: ThreadGroup, child: ThreadGroup, idtype: int, ident: int) -> bool:
+    if idtype == P_ALL:
+        return True
+    if idtype == P_PID:
+        return child.tgid == ident
+    if idtype == P_PGID:
+        return child.pgid == (ident or waiter.pgid)
+    return False
+
+
+def wait_child(k, t: Task, idtype: int, ident: int, options: int):
+    """Find a zombie child. Returns (tg, wait status) or None (WNOHANG)."""
+    tg = t.tg
+    kids = [c for c in tg.children if _matches(k, tg, c, idtype, ident)]
+    if not kids:
+        raise fserr(errno.ECHILD)
+    for c in kids:
+        if c.state == ZOMBIE:
+            if not options & WNOWAIT:
+                k.reap(c)
+            return c, c.exit_status
+    if options & WNOHANG:
+        return None
+    raise Block(tg.child_events)
+

@@ -1,0 +1,188 @@
+"""Guest signals: generation, default actions, and delivery to handlers.
+
+Signals are the sentry's own: the host never delivers one to a guest.
+Delivery builds the x86-64 rt_sigframe on the guest stack (saved
+registers, the interrupted signal mask, the extended FP state, siginfo)
+and points the thread at the handler; rt_sigreturn undoes it.
+"""
+from __future__ import annotations
+
+import errno
+import struct
+
+from platforms.ptrace._ptrace import ffi, lib
+
+SIG_DFL, SIG_IGN = 0, 1
+SA_NOCLDSTOP, SA_NOCLDWAIT, SA_SIGINFO, SA_ONSTACK = 1, 2, 4, 0x08000000
+SA_RESTART, SA_NODEFER, SA_RESETHAND, SA_RESTORER = 0x10000000, 0x40000000, 0x80000000, 0x04000000
+SIGKILL, SIGSTOP, SIGCHLD, SIGCONT, SIGPIPE = 9, 19, 17, 18, 13
+STOP_SIGNALS = {19, 20, 21, 22}
+IGNORED_BY_DEFAULT = {17, 18, 23, 28}  # SIGCHLD SIGCONT SIGURG SIGWINCH
+UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
+ERESTARTSYS = 512  # internal: restart the syscall if the handler has SA_RESTART
+SI_USER, SI_KERNEL, SI_TKILL = 0, 0x80, -6
+SS_ONSTACK, SS_DISABLE = 1, 2
+
+MCONTEXT_REGS = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp",
+                 "rbx", "rdx", "rax", "rcx", "rsp", "rip", "eflags")
+UCONTEXT = struct.Struct("<QQQi4xQ18QHHHHQQQQQ8QQ")  # flags link stack mcontext sigmask
+XSTATE_MAX = 8192
+
+
+def bit(sig: int) -> int:
+    return 1 << (sig - 1)
+
+
+def send_signal_to_group(k, tg, sig: int, from_kernel: bool = False, info: tuple | None = None) -> None:
+    """A process-directed signal."""
+    if sig == 0 or tg.exiting or not tg.tasks:
+        return
+    if sig == SIGKILL:
+        k.exit_group(tg, SIGKILL)
+        return
+    act = tg.handlers.actions[sig]
+    if sig in STOP_SIGNALS and act.handler == SIG_DFL:
+        return  # job-control stops: not yet (issue 3)
+    if act.handler == SIG_IGN or (act.handler == SIG_DFL and sig in IGNORED_BY_DEFAULT):
+        return
+    if act.handler == SIG_DFL and any(not t.sigmask & bit(sig) for t in tg.tasks):
+        k.exit_group(tg, k.signal_status(sig))
+        return
+    tg.pending_signals |= bit(sig)
+    tg.signal_info[sig] = info or (sig, 0, SI_KERNEL if from_kernel else SI_USER, 0, 0)
+    k.signals_pending += 1
+    for t in tg.tasks:
+        if not t.sigmask & bit(sig):
+            wake_for_signal(k, t, act)
+            break
+
+
+def send_signal_to_task(k, t, sig: int, info: tuple | None = None) -> None:
+    """A thread-directed signal (tkill, tgkill)."""
+    tg = t.tg
+    if sig == 0 or tg.exiting:
+        return
+    act = tg.handlers.actions[sig]
+    if sig == SIGKILL or (act.handler == SIG_DFL and sig not in IGNORED_BY_DEFAULT
+                          and sig not in STOP_SIGNALS and not t.sigmask & bit(sig)):
+        k.exit_group(tg, k.signal_status(sig))
+        return
+    if act.handler == SIG_IGN or (act.handler == SIG_DFL and (sig in IGNORED_BY_DEFAULT or sig in STOP_SIGNALS)):
+        return
+    t.pending_signals |= bit(sig)
+    tg.signal_info[sig] = info or (sig, 0, SI_TKILL, 0, 0)
+    k.signals_pending += 1
+    if not t.sigmask & bit(sig):
+        wake_for_signal(k, t, act)
+
+
+def wake_for_signal(k, t, act) -> None:
+    """Make t stop soon so the handler can run: end its parked syscall, or
+    stop it on the host if it is running guest code."""
+    if t.parked is not None:
+        k.interrupt(t, -ERESTARTSYS if act.flags & SA_RESTART else -errno.EINTR)
+    elif t.on_cpu:
+        lib.pt_tgkill(t.tg.tasks[0].thread.pid, t.thread.pid, SIGSTOP)
+
+
+def next_signal(t) -> int:
+    pending = (t.pending_signals | t.tg.pending_signals) & ~t.sigmask
+    if not pending:
+        return 0
+    return (pending & -pending).bit_length()
+
+
+def deliver_pending(k, t, regs) -> bool:
+    """If t has a deliverable signal, set up its handler frame in regs
+    (which the caller writes back). Returns True if it did."""
+    sig = next_signal(t)
+    if not sig:
+        return False
+    tg = t.tg
+    if t.pending_signals & bit(sig):
+        t.pending_signals &= ~bit(sig)
+    else:
+        tg.pending_signals &= ~bit(sig)
+    k.signals_pending = max(0, k.signals_pending - 1)
+    info = tg.signal_info.pop(sig, (sig, 0, SI_KERNEL, 0, 0))
+    act = tg.handlers.actions[sig]
+    if act.handler in (SIG_DFL, SIG_IGN):
+        if act.handler == SIG_DFL and sig not in IGNORED_BY_DEFAULT and sig not in STOP_SIGNALS:
+            k.exit_group(tg, k.signal_status(sig))
+            return True
+        return False
+    _setup_frame(k, t, regs, sig, act, info)
+    return True
+
+
+def _setup_frame(k, t, regs, sig, act, info) -> None:
+    thread = t.thread
+    sp = regs.rsp
+    ss_sp, ss_flags, ss_size = t.sigaltstack
+    on_alt = ss_size and ss_sp <= sp < ss_sp + ss_size
+    if act.flags & SA_ONSTACK and not ss_flags & SS_DISABLE and not on_alt:
+        sp = ss_sp + ss_size
+    else:
+        sp -= 128  # the red zone
+    xbuf = ffi.new("char[]", XSTATE_MAX)
+    xlen = lib.pt_getxstate(thread.pid, xbuf, XSTATE_MAX)
+    fp_addr = 0
+    if xlen > 0:
+        sp = (sp - xlen) & ~63
+        fp_addr = sp
+        thread.write(fp_addr, ffi.buffer(xbuf, xlen)[:])
+    frame_size = 8 + UCONTEXT.size + 128
+    sp = ((sp - frame_size) & ~15) - 8
+    uc_addr = sp + 8
+    info_addr = uc_addr + UCONTEXT.size
+    mregs = [getattr(regs, r) for r in MCONTEXT_REGS]
+    uc = UCONTEXT.pack(0, 0, ss_sp, (SS_ONSTACK if on_alt else 0) | (ss_flags & SS_DISABLE), ss_size,
+                       *mregs, regs.cs, regs.gs, regs.fs, regs.ss, 0, 0, t.sigmask & 0xFFFFFFFF, 0,
+                       fp_addr, *([0] * 8), t.sigmask)
+    signo, errno_, code, a, b = info
+    raw_info = struct.pack("<iii4xQQ", signo, errno_, code, a, b).ljust(128, b"\0")
+    thread.write(sp, struct.pack("<Q", act.restorer) + uc + raw_info)
+    t.xstate_len = xlen if xlen > 0 else 0
+    regs.rdi, regs.rsi, regs.rdx, regs.rax = sig, info_addr, uc_addr, 0
+    regs.rsp, regs.rip = sp, act.handler
+    regs.eflags &= ~(0x400 | 0x100)  # DF, TF
+    regs.orig_rax = 0xFFFFFFFFFFFFFFFF
+    t.sigmask |= act.mask | (0 if act.flags & SA_NODEFER else bit(sig))
+    t.sigmask &= ~UNBLOCKABLE
+    if act.flags & SA_RESETHAND:
+        act.handler, act.flags = SIG_DFL, act.flags & ~SA_SIGINFO
+
+
+def sigreturn(k, t) -> None:
+    """rt_sigreturn: restore what _setup_frame saved. Segment registers
+    are not taken from the frame: a guest must not switch to a 32-bit
+    code segment."""
+    thread = t.thread
+    regs = thread.get_regs()
+    uc_addr = regs.rsp
+    vals = UCONTEXT.unpack(thread.read(uc_addr, UCONTEXT.size))
+    mregs = vals[5:5 + len(MCONTEXT_REGS)]
+    for name, v in zip(MCONTEXT_REGS, mregs):
+        setattr(regs, name, v)
+    fp_addr = vals[5 + len(MCONTEXT_REGS) + 8]
+    t.sigmask = vals[-1] & ~UNBLOCKABLE
+    regs.orig_rax = 0xFFFFFFFFFFFFFFFF
+    thread.set_regs(regs)
+    xlen = t.xstate_len
+    if fp_addr and xlen:
+        data = thread.read(fp_addr, xlen)
+        lib.pt_setxstate(thread.pid, data, len(data))
+
+
+def deliver_fault(k, t, sig: int) -> bool:
+    """A host fault in guest code. Returns False if it kills the process."""
+    act = t.tg.handlers.actions[sig]
+    if act.handler in (SIG_DFL, SIG_IGN) or t.sigmask & bit(sig):
+        return False
+    si = ffi.new("long[4]")
+    lib.pt_getsiginfo(t.thread.pid, si)
+    regs = t.thread.get_regs()
+    _setup_frame(k, t, regs, sig, act, (sig, 0, si[1], si[2], 0))
+    t.thread.set_regs(regs)
+    k.ready.append((t, 0, 0, 0))
+    return True

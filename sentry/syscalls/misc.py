@@ -1,0 +1,273 @@
+"""System information, randomness, scheduling, resource limits, prctl,
+futex, and the calls we refuse on purpose."""
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import time
+
+import psutil
+
+from vfs.inode import fserr
+
+from .. import futex
+from .table import PARTIAL, syscall, unimplemented
+from .util import s32
+
+RELEASE = b"6.1.0-pyrunsc"
+VERSION = b"#1 SMP PREEMPT_DYNAMIC pyrunsc"
+RLIMIT_NOFILE, RLIMIT_STACK, RLIM_INFINITY = 7, 3, 0xFFFFFFFFFFFFFFFF
+DEFAULT_RLIMITS = {
+    0: (RLIM_INFINITY, RLIM_INFINITY),  # CPU
+    1: (RLIM_INFINITY, RLIM_INFINITY),  # FSIZE
+    2: (RLIM_INFINITY, RLIM_INFINITY),  # DATA
+    3: (8 << 20, RLIM_INFINITY),        # STACK
+    4: (0, RLIM_INFINITY),              # CORE
+    5: (RLIM_INFINITY, RLIM_INFINITY),  # RSS
+    6: (4096, 4096),                    # NPROC
+    7: (1024, 4096),                    # NOFILE
+    8: (8 << 20, 8 << 20),              # MEMLOCK
+    9: (RLIM_INFINITY, RLIM_INFINITY),  # AS
+    10: (RLIM_INFINITY, RLIM_INFINITY),  # LOCKS
+    11: (4096, 4096),                   # SIGPENDING
+    12: (819200, 819200),               # MSGQUEUE
+    13: (0, 0), 14: (0, 0),             # NICE, RTPRIO
+    15: (RLIM_INFINITY, RLIM_INFINITY),  # RTTIME
+}
+
+
+@syscall("uname")
+def sys_uname(k, t, buf, *_):
+    fields = [b"Linux", k.hostname, RELEASE, VERSION, b"x86_64", k.domainname]
+    t.thread.write(buf, b"".join(f[:64].ljust(65, b"\0") for f in fields))
+    return 0
+
+
+@syscall("sethostname", "setdomainname")
+def sys_sethostname(k, t, name, length, *_):
+    if t.tg.creds.euid != 0:
+        raise fserr(errno.EPERM)
+    if length > 64:
+        raise fserr(errno.EINVAL)
+    value = t.thread.read(name, length)
+    if t.syscall_nr == 170:
+        k.hostname = value
+    else:
+        k.domainname = value
+    return 0
+
+
+@syscall("getrandom")
+def sys_getrandom(k, t, buf, count, flags, *_):
+    if flags & ~7:
+        raise fserr(errno.EINVAL)
+    count = min(count, 32 << 20)
+    t.thread.write(buf, os.urandom(count))
+    return count
+
+
+@syscall("sysinfo")
+def sys_sysinfo(k, t, info, *_):
+    vm = psutil.virtual_memory()
+    uptime = (time.monotonic_ns() - k.boot_ns) // 10**9
+    procs = len(k.pidns.tasks)
+    t.thread.write(info, struct.pack("<q3QQQQQQQH6xQQI", uptime, 0, 0, 0, vm.total, vm.available, 0, 0,
+                                     0, 0, procs, 0, 0, 1).ljust(112, b"\0"))
+    return 0
+
+
+def _rlimit(t, res):
+    if not 0 <= res < 16:
+        raise fserr(errno.EINVAL)
+    return t.tg.rlimits.get(res, DEFAULT_RLIMITS[res])
+
+
+def _set_rlimit(t, res, soft, hard):
+    cur = _rlimit(t, res)
+    if soft > hard:
+        raise fserr(errno.EINVAL)
+    if hard > cur[1] and t.tg.creds.euid != 0:
+        raise fserr(errno.EPERM)
+    if res == RLIMIT_NOFILE and hard > 1 << 20:
+        raise fserr(errno.EPERM)
+    t.tg.rlimits[res] = (soft, hard)
+    if res == RLIMIT_NOFILE:
+        t.tg.fdtable.limit = soft if soft != RLIM_INFINITY else 1 << 20
+
+
+@syscall("prlimit64")
+def sys_prlimit64(k, t, pid, res, new, old, *_):
+    target = t
+    if s32(pid):
+        tg = k.pidns.groups.get(s32(pid))
+        if tg is None or not tg.tasks:
+            raise fserr(errno.ESRCH)
+        target = tg.tasks[0]
+    cur = _rlimit(target, res)
+    if new:
+        soft, hard = struct.unpack("<QQ", t.thread.read(new, 16))
+        _set_rlimit(target, res, soft, hard)
+    if old:
+        t.thread.write(old, struct.pack("<QQ", *cur))
+    return 0
+
+
+@syscall("getrlimit")
+def sys_getrlimit(k, t, res, rlim, *_):
+    t.thread.write(rlim, struct.pack("<QQ", *_rlimit(t, res)))
+    return 0
+
+
+@syscall("setrlimit")
+def sys_setrlimit(k, t, res, rlim, *_):
+    soft, hard = struct.unpack("<QQ", t.thread.read(rlim, 16))
+    _set_rlimit(t, res, soft, hard)
+    return 0
+
+
+@syscall("getrusage", support=PARTIAL, note="CPU times are the sentry's view; other fields zero")
+def sys_getrusage(k, t, who, usage, *_):
+    if s32(who) not in (0, -1, 1):
+        raise fserr(errno.EINVAL)
+    ns = time.monotonic_ns() - t.tg.start_ns
+    t.thread.write(usage, struct.pack("<qq", 0, 0) + struct.pack("<qq", ns // 10**9, (ns % 10**9) // 1000) + bytes(112))
+    return 0
+
+
+# --- scheduling: one virtual CPU set, no real priorities ---
+@syscall("sched_yield")
+def sys_sched_yield(k, t, *_):
+    return 0
+
+
+@syscall("sched_getaffinity")
+def sys_sched_getaffinity(k, t, pid, size, mask, *_):
+    n = os.cpu_count() or 1
+    nbytes = max(8, (n + 63) // 64 * 8)
+    if size < nbytes or size & 7:
+        raise fserr(errno.EINVAL)
+    bits = (1 << n) - 1
+    t.thread.write(mask, bits.to_bytes(nbytes, "little"))
+    return nbytes
+
+
+@syscall("sched_setaffinity", support=PARTIAL, note="accepted; guests share the sentry's CPU")
+def sys_sched_setaffinity(k, t, *_):
+    return 0
+
+
+@syscall("sched_getscheduler")
+def sys_sched_getscheduler(k, t, *_):
+    return 0
+
+
+@syscall("sched_getparam")
+def sys_sched_getparam(k, t, pid, param, *_):
+    t.thread.write(param, bytes(4))
+    return 0
+
+
+@syscall("sched_setscheduler", "sched_setparam", support=PARTIAL, note="only SCHED_OTHER")
+def sys_sched_setscheduler(k, t, *_):
+    return 0
+
+
+@syscall("sched_get_priority_max", "sched_get_priority_min")
+def sys_sched_prio(k, t, policy, *_):
+    return 99 if policy in (1, 2) and t.syscall_nr == 146 else (1 if policy in (1, 2) else 0)
+
+
+@syscall("getpriority")
+def sys_getpriority(k, t, *_):
+    return 20
+
+
+@syscall("setpriority", support=PARTIAL, note="accepted, no effect")
+def sys_setpriority(k, t, *_):
+    return 0
+
+
+@syscall("getcpu")
+def sys_getcpu(k, t, cpu, node, *_):
+    if cpu:
+        t.thread.write(cpu, bytes(4))
+    if node:
+        t.thread.write(node, bytes(4))
+    return 0
+
+
+# --- prctl ---
+PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
+PR_SET_NAME, PR_GET_NAME, PR_GET_SECCOMP, PR_SET_SECCOMP = 15, 16, 21, 22
+PR_CAPBSET_READ, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 23, 38, 39
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
+
+
+@syscall("prctl", support=PARTIAL, note="names, dumpable, subreaper, no_new_privs, capbset; others EINVAL")
+def sys_prctl(k, t, option, arg2, *_):
+    if option == PR_SET_NAME:
+        t.comm = t.thread.read_cstr(arg2, 16)[:15]
+        return 0
+    if option == PR_GET_NAME:
+        t.thread.write(arg2, t.comm[:15].ljust(16, b"\0"))
+        return 0
+    if option in (PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS):
+        return 0
+    if option in (PR_GET_DUMPABLE,):
+        return 1
+    if option == PR_GET_PDEATHSIG:
+        t.thread.write(arg2, bytes(4))
+        return 0
+    if option == PR_GET_NO_NEW_PRIVS or option == PR_GET_SECCOMP:
+        return 0
+    if option == PR_CAPBSET_READ:
+        return 1 if arg2 <= 40 else -errno.EINVAL
+    if option == PR_SET_CHILD_SUBREAPER:
+        t.tg.subreaper = bool(arg2)
+        return 0
+    if option == PR_GET_CHILD_SUBREAPER:
+        t.thread.write(arg2, struct.pack("<i", int(t.tg.subreaper)))
+        return 0
+    raise fserr(errno.EINVAL)
+
+
+# --- robust lists, rseq, futex ---
+@syscall("set_robust_list")
+def sys_set_robust_list(k, t, head, length, *_):
+    if length != 24:
+        raise fserr(errno.EINVAL)
+    t.robust_list = (head, length)
+    return 0
+
+
+@syscall("get_robust_list")
+def sys_get_robust_list(k, t, pid, head_ptr, len_ptr, *_):
+    task = t if s32(pid) == 0 else k.pidns.tasks.get(s32(pid))
+    if task is None:
+        raise fserr(errno.ESRCH)
+    t.thread.write(head_ptr, struct.pack("<Q", task.robust_list[0]))
+    t.thread.write(len_ptr, struct.pack("<Q", 24))
+    return 0
+
+
+@syscall("futex", support=PARTIAL, note="WAIT/WAKE/REQUEUE/CMP_REQUEUE/WAIT_BITSET/WAKE_BITSET; no PI")
+def sys_futex(k, t, uaddr, op, val, timeout, uaddr2, val3):
+    return futex.futex(k, t, uaddr, op, val, timeout, uaddr2, val3)
+
+
+@syscall("personality", support=PARTIAL, note="only PER_LINUX")
+def sys_personality(k, t, persona, *_):
+    if persona & 0xFFFFFFFF not in (0, 0xFFFFFFFF):
+        raise fserr(errno.EINVAL)
+    return 0
+
+
+unimplemented("rseq", errno.ENOSYS, "glibc falls back cleanly")
+for _name in ("mount", "umount2", "pivot_root", "swapon", "swapoff", "reboot", "init_module",
+              "finit_module", "delete_module", "kexec_load", "kexec_file_load", "acct",
+              "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "iopl", "ioperm",
+              "quotactl", "lookup_dcookie", "perf_event_open", "bpf", "unshare", "setns",
+              "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "vhangup",
+              "syslog"):
+    unimplemented(_name, errno.EPERM, "privileged or host-reaching: refused inside the sandbox")

@@ -1,0 +1,114 @@
+"""Memory syscalls: thin wrappers over sentry.mm.MemoryManager."""
+from __future__ import annotations
+
+import errno
+import stat as S
+
+from vfs.inode import fserr
+
+from ..mm.mm import (MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE,
+                     PAGE, PROT_WRITE, page_up)
+from .table import PARTIAL, syscall
+from .util import s32
+
+PROT_MASK = 0x7 | 0x01000000 | 0x02000000  # READ|WRITE|EXEC|GROWSDOWN|GROWSUP
+
+
+@syscall("mmap", support=PARTIAL,
+         note="file mappings are private copies (MAP_SHARED of a file: changes are not written back)")
+def sys_mmap(k, t, addr, length, prot, flags, fd, offset):
+    mm = t.tg.mm
+    kind = flags & MAP_TYPE
+    if kind not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE) or length == 0:
+        raise fserr(errno.EINVAL)
+    if offset & (PAGE - 1) or prot & ~PROT_MASK:
+        raise fserr(errno.EINVAL)
+    if flags & MAP_ANONYMOUS:
+        return mm.mmap(t.thread, addr, length, prot, flags)
+    desc = t.tg.fdtable.get(s32(fd))
+    if not desc.readable:
+        raise fserr(errno.EACCES)
+    if kind != MAP_PRIVATE and prot & PROT_WRITE and not desc.writable:
+        raise fserr(errno.EACCES)
+    inode = desc.inode
+    if inode is None:
+        raise fserr(errno.ENODEV)
+    st = inode.stat()
+    if S.S_ISCHR(st.mode) and st.rdev == (1 << 8 | 5):  # /dev/zero: anonymous memory
+        return mm.mmap(t.thread, addr, length, prot, flags | MAP_ANONYMOUS)
+    if not S.S_ISREG(st.mode):
+        raise fserr(errno.ENODEV)
+    if desc.location is not None and desc.location.mount.flags & 8 and prot & 4:  # MS_NOEXEC
+        raise fserr(errno.EPERM)
+    size = page_up(length)
+    contents = desc.impl.pread(size, offset) if offset < st.size else b""
+    path = k.mounts.path_of(desc.location, t.tg.fs.root) if desc.location else b""
+    return mm.mmap(t.thread, addr, length, prot, flags, contents=contents,
+                   label=(path, offset, st.dev, st.ino))
+
+
+@syscall("munmap")
+def sys_munmap(k, t, addr, length, *_):
+    if length == 0:
+        raise fserr(errno.EINVAL)
+    return t.tg.mm.munmap(t.thread, addr, length)
+
+
+@syscall("mprotect", "pkey_mprotect")
+def sys_mprotect(k, t, addr, length, prot, *_):
+    if prot & ~PROT_MASK:
+        raise fserr(errno.EINVAL)
+    return t.tg.mm.mprotect(t.thread, addr, length, prot)
+
+
+@syscall("madvise", support=PARTIAL, note="MADV_DONTNEED on a file mapping zero-fills instead of re-reading")
+def sys_madvise(k, t, addr, length, advice, *_):
+    return t.tg.mm.madvise(t.thread, addr, length, advice)
+
+
+@syscall("mremap")
+def sys_mremap(k, t, old, old_len, new_len, flags, new_addr, *_):
+    if flags & ~7 or new_len == 0:
+        raise fserr(errno.EINVAL)
+    return t.tg.mm.mremap(t.thread, old, old_len, new_len, flags, new_addr)
+
+
+@syscall("brk")
+def sys_brk(k, t, addr, *_):
+    return t.tg.mm.set_brk(t.thread, addr)
+
+
+@syscall("msync")
+def sys_msync(k, t, addr, length, flags, *_):
+    if addr & (PAGE - 1) or flags & ~7 or (flags & 1 and flags & 4):
+        raise fserr(errno.EINVAL)
+    return 0
+
+
+@syscall("mlock", "munlock", "mlock2", "mlockall", "munlockall",
+         support=PARTIAL, note="accepted; pages are not pinned")
+def sys_mlock(k, t, *_):
+    return 0
+
+
+@syscall("mincore")
+def sys_mincore(k, t, addr, length, vec, *_):
+    # the host answers for the guest's own pages (ENOMEM for holes)
+    if addr & (PAGE - 1):
+        raise fserr(errno.EINVAL)
+    if t.tg.mm._overlaps_reserved(addr, page_up(length)):
+        raise fserr(errno.ENOMEM)
+    r = t.thread.inject(27, addr, length, vec)
+    if r < 0:
+        raise fserr(-r)
+    return 0
+
+
+@syscall("membarrier", support=PARTIAL, note="QUERY and the private/global barriers succeed")
+def sys_membarrier(k, t, cmd, flags, *_):
+    if cmd == 0:  # MEMBARRIER_CMD_QUERY
+        return 1 | 8 | 16
+    return 0
+
+
+

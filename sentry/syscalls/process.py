@@ -1,0 +1,401 @@
+"""Process syscalls: ids, fork/clone, execve, exit, wait, groups,
+sessions, limits."""
+from __future__ import annotations
+
+import errno
+import struct
+
+from vfs.inode import fserr
+
+from .. import process
+from ..kernel import NORESUME
+from .table import PARTIAL, syscall
+from .util import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, dir_start, read_path, read_str_array, s32
+
+SIGCHLD = 17
+
+
+@syscall("getpid")
+def sys_getpid(k, t, *_):
+    return t.tg.tgid
+
+
+@syscall("gettid")
+def sys_gettid(k, t, *_):
+    return t.tid
+
+
+@syscall("getppid")
+def sys_getppid(k, t, *_):
+    p = t.tg.parent
+    return p.tgid if p is not None else 0
+
+
+@syscall("fork")
+def sys_fork(k, t, *_):
+    return process.clone(k, t, SIGCHLD, 0, 0, 0, 0)
+
+
+@syscall("vfork")
+def sys_vfork(k, t, *_):
+    return process.clone(k, t, process.CLONE_VM | process.CLONE_VFORK | SIGCHLD, 0, 0, 0, 0)
+
+
+@syscall("clone", support=PARTIAL, note="new namespaces (CLONE_NEW*) give EPERM")
+def sys_clone(k, t, flags, stack, ptid, ctid, tls, *_):
+    return process.clone(k, t, flags, stack, ptid, ctid, tls)
+
+
+@syscall("clone3", support=PARTIAL, note="set_tid and cgroup fields unsupported")
+def sys_clone3(k, t, args, size, *_):
+    if size < 64:
+        raise fserr(errno.EINVAL)
+    (flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size,
+     tls) = struct.unpack("<8Q", t.thread.read(args, 64))
+    if flags & process.CLONE_PIDFD:
+        raise fserr(errno.EINVAL)
+    sp = stack + stack_size if stack else 0
+    return process.clone(k, t, (flags & ~0xFF) | (exit_signal & 0xFF), sp, parent_tid, child_tid, tls)
+
+
+def _execve(k, t, dirfd, path_addr, argv_addr, envp_addr, flags):
+    path = read_path(t, path_addr)
+    argv = read_str_array(t, argv_addr)
+    envp = read_str_array(t, envp_addr)
+    if not path:
+        if not flags & AT_EMPTY_PATH:
+            raise fserr(errno.ENOENT)
+        desc = t.tg.fdtable.get(s32(dirfd))
+        if desc.location is None:
+            raise fserr(errno.EBADF)
+        path = k.mounts.path_of(desc.location, t.tg.fs.root)
+        start = None
+    else:
+        start = dir_start(k, t, dirfd, path)
+        if flags & AT_SYMLINK_NOFOLLOW:
+            loc = k.mounts.resolve(k.path_context(t), path, start=start, follow=False)
+            if loc.inode.is_symlink():
+                raise fserr(errno.ELOOP)
+    process.execve(k, t, path, argv, envp, start)
+    return NORESUME
+
+
+@syscall("execve")
+def sys_execve(k, t, path, argv, envp, *_):
+    return _execve(k, t, -100, path, argv, envp, 0)
+
+
+@syscall("execveat")
+def sys_execveat(k, t, dirfd, path, argv, envp, flags, *_):
+    return _execve(k, t, dirfd, path, argv, envp, flags)
+
+
+@syscall("exit")
+def sys_exit(k, t, code, *_):
+    k.exit_thread(t, code)
+    return NORESUME
+
+
+@syscall("exit_group")
+def sys_exit_group(k, t, code, *_):
+    k.exit_group(t.tg, (code & 0xFF) << 8)
+    return NORESUME
+
+
+def _rusage_zero(t, addr):
+    if addr:
+        t.thread.write(addr, bytes(144))
+
+
+@syscall("wait4")
+def sys_wait4(k, t, pid, status_addr, options, rusage, *_):
+    pid = s32(pid)
+    if options & ~(process.WNOHANG | process.WUNTRACED | process.WCONTINUED
+                   | process.WNOTHREAD | process.WALL | process.WCLONE):
+        raise fserr(errno.EINVAL)
+    if pid < -1:
+        idtype, ident = process.P_PGID, -pid
+    elif pid == -1:
+        idtype, ident = process.P_ALL, 0
+    elif pid == 0:
+        idtype, ident = process.P_PGID, 0
+    else:
+        idtype, ident = process.P_PID, pid
+    found = process.wait_child(k, t, idtype, ident, options | process.WEXITED)
+    if found is None:
+        return 0
+    child, status = found
+    if status_addr:
+        t.thread.write(status_addr, struct.pack("<i", status))
+    _rusage_zero(t, rusage)
+    return child.tgid
+
+
+@syscall("waitid")
+def sys_waitid(k, t, idtype, ident, infop, options, rusage, *_):
+    if not options & (process.WEXITED | process.WUNTRACED | process.WCONTINUED):
+        raise fserr(errno.EINVAL)
+    if idtype not in (process.P_ALL, process.P_PID, process.P_PGID):
+        raise fserr(errno.EINVAL)
+    found = process.wait_child(k, t, idtype, s32(ident), options)
+    if found is None:
+        if infop:
+            t.thread.write(infop, bytes(128))
+        return 0
+    child, status = found
+    if status & 0x7F:
+        code = 3 if status & 0x80 else 2  # CLD_DUMPED, CLD_KILLED
+        si_status = status & 0x7F
+    else:
+        code, si_status = 1, (status >> 8) & 0xFF  # CLD_EXITED
+    if infop:
+        info = struct.pack("<iii4xiIi", SIGCHLD, 0, code, child.tgid, child.creds.uid, si_status)
+        t.thread.write(infop, info.ljust(128, b"\0"))
+    _rusage_zero(t, rusage)
+    return 0
+
+
+@syscall("set_tid_address")
+def sys_set_tid_address(k, t, addr, *_):
+    t.clear_child_tid = addr
+    return t.tid
+
+
+@syscall("arch_prctl", support=PARTIAL, note="ARCH_SET_FS/GET_FS/SET_GS/GET_GS; CPUID faulting refused")
+def sys_arch_prctl(k, t, code, addr, *_):
+    ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
+    if code in (ARCH_SET_FS, ARCH_SET_GS):
+        if addr >= 0x7FFF_FFFF_F000:
+            raise fserr(errno.EPERM)
+        regs = t.thread.get_regs()
+        if code == ARCH_SET_FS:
+            regs.fs_base = addr
+        else:
+            regs.gs_base = addr
+        t.thread.set_regs(regs)
+        return 0
+    if code in (ARCH_GET_FS, ARCH_GET_GS):
+        regs = t.thread.get_regs()
+        t.thread.write(addr, struct.pack("<Q", regs.fs_base if code == ARCH_GET_FS else regs.gs_base))
+        return 0
+    raise fserr(errno.EINVAL)
+
+
+# --- process groups and sessions ---
+def _group(k, pid, t):
+    if pid == 0:
+        return t.tg
+    tg = k.pidns.groups.get(pid)
+    if tg is None:
+        raise fserr(errno.ESRCH)
+    return tg
+
+
+@syscall("getpgid")
+def sys_getpgid(k, t, pid, *_):
+    return _group(k, s32(pid), t).pgid
+
+
+@syscall("getpgrp")
+def sys_getpgrp(k, t, *_):
+    return t.tg.pgid
+
+
+@syscall("setpgid")
+def sys_setpgid(k, t, pid, pgid, *_):
+    pid, pgid = s32(pid), s32(pgid)
+    if pgid < 0:
+        raise fserr(errno.EINVAL)
+    tg = _group(k, pid, t)
+    if tg is not t.tg and tg.parent is not t.tg:
+        raise fserr(errno.ESRCH)
+    if tg.sid == tg.tgid:
+        raise fserr(errno.EPERM)
+    if tg.sid != t.tg.sid:
+        raise fserr(errno.EPERM)
+    target = pgid or tg.tgid
+    if target != tg.tgid and not any(g.pgid == target and g.sid == tg.sid
+                                     for g in k.pidns.groups.values()):
+        raise fserr(errno.EPERM)
+    tg.pgid = target
+    return 0
+
+
+@syscall("getsid")
+def sys_getsid(k, t, pid, *_):
+    return _group(k, s32(pid), t).sid
+
+
+@syscall("setsid")
+def sys_setsid(k, t, *_):
+    tg = t.tg
+    if any(g.pgid == tg.tgid for g in k.pidns.groups.values()):
+        raise fserr(errno.EPERM)
+    tg.sid = tg.pgid = tg.tgid
+    return tg.tgid
+
+
+# --- credentials: root inside by default; the ids are the sentry's ---
+@syscall("getuid")
+def sys_getuid(k, t, *_):
+    return t.tg.creds.uid
+
+
+@syscall("geteuid")
+def sys_geteuid(k, t, *_):
+    return t.tg.creds.euid
+
+
+@syscall("getgid")
+def sys_getgid(k, t, *_):
+    return t.tg.creds.gid
+
+
+@syscall("getegid")
+def sys_getegid(k, t, *_):
+    return t.tg.creds.egid
+
+
+@syscall("getresuid")
+def sys_getresuid(k, t, r, e, s, *_):
+    c = t.tg.creds
+    for addr, v in ((r, c.uid), (e, c.euid), (s, c.suid)):
+        t.thread.write(addr, struct.pack("<I", v))
+    return 0
+
+
+@syscall("getresgid")
+def sys_getresgid(k, t, r, e, s, *_):
+    c = t.tg.creds
+    for addr, v in ((r, c.gid), (e, c.egid), (s, c.sgid)):
+        t.thread.write(addr, struct.pack("<I", v))
+    return 0
+
+
+def _may_set(c, value, *allowed):
+    return c.euid == 0 or value in allowed
+
+
+@syscall("setuid")
+def sys_setuid(k, t, uid, *_):
+    c = t.tg.creds
+    uid &= 0xFFFFFFFF
+    if c.euid == 0:
+        c.uid = c.euid = c.suid = c.fsuid = uid
+    elif uid in (c.uid, c.suid):
+        c.euid = c.fsuid = uid
+    else:
+        raise fserr(errno.EPERM)
+    return 0
+
+
+@syscall("setgid")
+def sys_setgid(k, t, gid, *_):
+    c = t.tg.creds
+    gid &= 0xFFFFFFFF
+    if c.euid == 0:
+        c.gid = c.egid = c.sgid = c.fsgid = gid
+    elif gid in (c.gid, c.sgid):
+        c.egid = c.fsgid = gid
+    else:
+        raise fserr(errno.EPERM)
+    return 0
+
+
+@syscall("setresuid", "setreuid")
+def sys_setresuid(k, t, r, e, s=0xFFFFFFFF, *_):
+    c = t.tg.creds
+    if t.syscall_nr == 113:  # setreuid has no saved id argument
+        s = 0xFFFFFFFF
+    vals = [v & 0xFFFFFFFF for v in (r, e, s)]
+    for v in vals:
+        if v != 0xFFFFFFFF and not _may_set(c, v, c.uid, c.euid, c.suid):
+            raise fserr(errno.EPERM)
+    if vals[0] != 0xFFFFFFFF:
+        c.uid = vals[0]
+    if vals[1] != 0xFFFFFFFF:
+        c.euid = c.fsuid = vals[1]
+    if vals[2] != 0xFFFFFFFF:
+        c.suid = vals[2]
+    return 0
+
+
+@syscall("setresgid", "setregid")
+def sys_setresgid(k, t, r, e, s=0xFFFFFFFF, *_):
+    c = t.tg.creds
+    if t.syscall_nr == 114:
+        s = 0xFFFFFFFF
+    vals = [v & 0xFFFFFFFF for v in (r, e, s)]
+    for v in vals:
+        if v != 0xFFFFFFFF and not _may_set(c, v, c.gid, c.egid, c.sgid):
+            raise fserr(errno.EPERM)
+    if vals[0] != 0xFFFFFFFF:
+        c.gid = vals[0]
+    if vals[1] != 0xFFFFFFFF:
+        c.egid = c.fsgid = vals[1]
+    if vals[2] != 0xFFFFFFFF:
+        c.sgid = vals[2]
+    return 0
+
+
+@syscall("setfsuid")
+def sys_setfsuid(k, t, uid, *_):
+    c = t.tg.creds
+    old = c.fsuid
+    if c.euid == 0 or uid in (c.uid, c.euid, c.suid):
+        c.fsuid = uid & 0xFFFFFFFF
+    return old
+
+
+@syscall("setfsgid")
+def sys_setfsgid(k, t, gid, *_):
+    c = t.tg.creds
+    old = c.fsgid
+    if c.euid == 0 or gid in (c.gid, c.egid, c.sgid):
+        c.fsgid = gid & 0xFFFFFFFF
+    return old
+
+
+@syscall("getgroups")
+def sys_getgroups(k, t, size, lst, *_):
+    groups = t.tg.creds.groups
+    size = s32(size)
+    if size < 0:
+        raise fserr(errno.EINVAL)
+    if size == 0:
+        return len(groups)
+    if size < len(groups):
+        raise fserr(errno.EINVAL)
+    if groups:
+        t.thread.write(lst, struct.pack(f"<{len(groups)}I", *groups))
+    return len(groups)
+
+
+@syscall("setgroups")
+def sys_setgroups(k, t, size, lst, *_):
+    if t.tg.creds.euid != 0:
+        raise fserr(errno.EPERM)
+    if s32(size) < 0 or size > 65536:
+        raise fserr(errno.EINVAL)
+    t.tg.creds.groups = struct.unpack(f"<{size}I", t.thread.read(lst, 4 * size)) if size else ()
+    return 0
+
+
+@syscall("capget", support=PARTIAL, note="reports full capabilities for root, none otherwise")
+def sys_capget(k, t, hdr, data, *_):
+    version, pid = struct.unpack("<Ii", t.thread.read(hdr, 8))
+    if version not in (0x19980330, 0x20071026, 0x20080522):
+        t.thread.write(hdr, struct.pack("<I", 0x20080522))
+        if data:
+            raise fserr(errno.EINVAL)
+        return 0
+    if data:
+        full = 0xFFFFFFFF if t.tg.creds.euid == 0 else 0
+        words = 1 if version == 0x19980330 else 2
+        t.thread.write(data, struct.pack("<III", full, full, 0) * words)
+    return 0
+
+
+@syscall("capset", support=PARTIAL, note="accepted, not enforced")
+def sys_capset(k, t, *_):
+    return 0

@@ -1,0 +1,205 @@
+"""Signal syscalls: actions, masks, sending, sigreturn, altstack."""
+from __future__ import annotations
+
+import errno
+import struct
+
+from vfs.inode import fserr
+
+from .. import signals
+from ..kernel import NORESUME
+from ..waiter import Block, WaitQueue
+from .table import PARTIAL, syscall
+from .util import s32
+
+SIGACTION = struct.Struct("<QQQQ")  # handler, flags, restorer, mask
+SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
+
+
+def _check_sig(sig: int) -> int:
+    sig = s32(sig)
+    if not 1 <= sig <= 64:
+        raise fserr(errno.EINVAL)
+    return sig
+
+
+@syscall("rt_sigaction")
+def sys_rt_sigaction(k, t, sig, act, oact, sigsetsize, *_):
+    sig = _check_sig(sig)
+    if sigsetsize != 8:
+        raise fserr(errno.EINVAL)
+    cur = t.tg.handlers.actions[sig]
+    old = SIGACTION.pack(cur.handler, cur.flags, cur.restorer, cur.mask)
+    if act:
+        if sig in (signals.SIGKILL, signals.SIGSTOP):
+            raise fserr(errno.EINVAL)
+        handler, flags, restorer, mask = SIGACTION.unpack(t.thread.read(act, 32))
+        cur.handler, cur.flags, cur.restorer = handler, flags & 0xFFFFFFFF, restorer
+        cur.mask = mask & ~signals.UNBLOCKABLE
+        if handler == signals.SIG_IGN or (handler == signals.SIG_DFL and sig in signals.IGNORED_BY_DEFAULT):
+            # setting SIG_IGN discards pending instances
+            t.tg.pending_signals &= ~signals.bit(sig)
+            for x in t.tg.tasks:
+                x.pending_signals &= ~signals.bit(sig)
+    if oact:
+        t.thread.write(oact, old)
+    return 0
+
+
+@syscall("rt_sigprocmask")
+def sys_rt_sigprocmask(k, t, how, set_addr, oset, sigsetsize, *_):
+    if sigsetsize != 8:
+        raise fserr(errno.EINVAL)
+    old = t.sigmask
+    if set_addr:
+        new = struct.unpack("<Q", t.thread.read(set_addr, 8))[0]
+        if how == SIG_BLOCK:
+            t.sigmask |= new
+        elif how == SIG_UNBLOCK:
+            t.sigmask &= ~new
+        elif how == SIG_SETMASK:
+            t.sigmask = new
+        else:
+            raise fserr(errno.EINVAL)
+        t.sigmask &= ~signals.UNBLOCKABLE
+        if signals.next_signal(t):
+            k.signals_pending += 1
+    if oset:
+        t.thread.write(oset, struct.pack("<Q", old))
+    return 0
+
+
+@syscall("rt_sigpending")
+def sys_rt_sigpending(k, t, set_addr, sigsetsize, *_):
+    pending = (t.pending_signals | t.tg.pending_signals) & t.sigmask
+    t.thread.write(set_addr, struct.pack("<Q", pending))
+    return 0
+
+
+@syscall("rt_sigreturn")
+def sys_rt_sigreturn(k, t, *_):
+    signals.sigreturn(k, t)
+    if signals.next_signal(t):
+        k.signals_pending += 1
+    k.ready.append((t, 0, 0, 0))
+    return NORESUME
+
+
+@syscall("sigaltstack")
+def sys_sigaltstack(k, t, ss, old_ss, *_):
+    sp, flags, size = t.sigaltstack
+    regs_sp = t.thread.get_regs().rsp if (ss or old_ss) else 0
+    on = size and sp <= regs_sp < sp + size
+    if old_ss:
+        t.thread.write(old_ss, struct.pack("<Qi4xQ", sp, (signals.SS_ONSTACK if on else 0) | (flags & signals.SS_DISABLE), size))
+    if ss:
+        nsp, nflags, nsize = struct.unpack("<Qi4xQ", t.thread.read(ss, 24))
+        if on:
+            raise fserr(errno.EPERM)
+        if nflags & ~(signals.SS_DISABLE | (1 << 31)):
+            raise fserr(errno.EINVAL)
+        if nflags & signals.SS_DISABLE:
+            t.sigaltstack = (0, signals.SS_DISABLE, 0)
+        else:
+            if nsize < k.minsigstksz:
+                raise fserr(errno.ENOMEM)
+            t.sigaltstack = (nsp, 0, nsize)
+    return 0
+
+
+def _groups_for_kill(k, t, pid):
+    groups = k.pidns.groups
+    if pid > 0:
+        tg = groups.get(pid)
+        if tg is None:
+            task = k.pidns.tasks.get(pid)
+            tg = task.tg if task is not None else None
+        if tg is None or tg.state != "R":
+            if tg is not None and tg.state == "Z":
+                return []
+            raise fserr(errno.ESRCH)
+        return [tg]
+    if pid == 0:
+        pgid = t.tg.pgid
+        found = [g for g in groups.values() if g.pgid == pgid and g.state == "R"]
+    elif pid == -1:
+        found = [g for g in groups.values() if g.tgid != 1 and g is not t.tg and g.state == "R"]
+        if not found:
+            raise fserr(errno.ESRCH)
+        return found
+    else:
+        found = [g for g in groups.values() if g.pgid == -pid and g.state == "R"]
+    if not found:
+        raise fserr(errno.ESRCH)
+    return found
+
+
+@syscall("kill")
+def sys_kill(k, t, pid, sig, *_):
+    sig = s32(sig)
+    if not 0 <= sig <= 64:
+        raise fserr(errno.EINVAL)
+    for tg in _groups_for_kill(k, t, s32(pid)):
+        if tg is k.init_tg and tg is not t.tg and sig in (9, 19):
+            continue  # init is protected from SIGKILL/SIGSTOP sent inside its namespace
+        signals.send_signal_to_group(k, tg, sig, info=(sig, 0, signals.SI_USER, t.tg.tgid | (t.tg.creds.uid << 32), 0))
+    return NORESUME if not t.alive else 0
+
+
+def _task(k, tid):
+    task = k.pidns.tasks.get(tid)
+    if task is None or not task.alive:
+        raise fserr(errno.ESRCH)
+    return task
+
+
+@syscall("tkill")
+def sys_tkill(k, t, tid, sig, *_):
+    sig = s32(sig)
+    if s32(tid) <= 0 or not 0 <= sig <= 64:
+        raise fserr(errno.EINVAL)
+    signals.send_signal_to_task(k, _task(k, s32(tid)), sig)
+    return NORESUME if not t.alive else 0
+
+
+@syscall("tgkill")
+def sys_tgkill(k, t, tgid, tid, sig, *_):
+    sig = s32(sig)
+    if s32(tid) <= 0 or s32(tgid) <= 0 or not 0 <= sig <= 64:
+        raise fserr(errno.EINVAL)
+    task = _task(k, s32(tid))
+    if task.tg.tgid != s32(tgid):
+        raise fserr(errno.ESRCH)
+    signals.send_signal_to_task(k, task, sig)
+    return NORESUME if not t.alive else 0
+
+
+@syscall("rt_sigqueueinfo", "rt_tgsigqueueinfo", support=PARTIAL, note="the siginfo payload is not passed on")
+def sys_rt_sigqueueinfo(k, t, pid, sig, *rest):
+    if t.syscall_nr == 297:
+        for tg in _groups_for_kill(k, t, s32(pid)):
+            signals.send_signal_to_group(k, tg, s32(sig))
+    else:
+        signals.send_signal_to_task(k, _task(k, s32(sig)), s32(rest[0]))
+    return NORESUME if not t.alive else 0
+
+
+_pause_queue = WaitQueue()  # never notified: only signals end pause()
+
+
+@syscall("pause")
+def sys_pause(k, t, *_):
+    raise Block(_pause_queue)
+
+
+@syscall("rt_sigsuspend", support=PARTIAL, note="the temporary mask applies while parked")
+def sys_rt_sigsuspend(k, t, mask_addr, size, *_):
+    if size != 8:
+        raise fserr(errno.EINVAL)
+    mask = struct.unpack("<Q", t.thread.read(mask_addr, 8))[0]
+    # Linux restores the old mask after the handler runs; we keep it simple:
+    # the new mask holds until the signal arrives.
+    t.sigmask = mask & ~signals.UNBLOCKABLE
+    if signals.next_signal(t):
+        return -errno.EINTR
+    raise Block(_pause_queue)

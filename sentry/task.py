@@ -1,0 +1,159 @@
+"""Tasks (threads), thread groups (processes) and the pid namespace.
+
+A Task is one guest thread: its platform thread, its virtual tid, signal
+mask and the syscall it is parked in. A ThreadGroup is a process: tgid,
+parent and children, exit status, signal handlers, fd table, filesystem
+context (root, cwd, umask), credentials and address space.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+
+from vfs.path import Creds, Location
+
+from .fdtable import FDTable
+from .waiter import WaitQueue
+
+
+@dataclass
+class Credentials:
+    uid: int = 0
+    euid: int = 0
+    suid: int = 0
+    fsuid: int = 0
+    gid: int = 0
+    egid: int = 0
+    sgid: int = 0
+    fsgid: int = 0
+    groups: tuple = ()
+
+    def vfs(self) -> Creds:
+        return Creds(uid=self.euid, gid=self.egid, groups=self.groups,
+                     fsuid=self.fsuid, fsgid=self.fsgid)
+
+    def copy(self) -> "Credentials":
+        return copy.copy(self)
+
+
+@dataclass
+class FSContext:
+    """Root, working directory and umask (shared under CLONE_FS)."""
+    root: Location
+    cwd: Location
+    umask: int = 0o022
+
+    def copy(self) -> "FSContext":
+        return FSContext(self.root, self.cwd, self.umask)
+
+
+@dataclass
+class SigAction:
+    handler: int = 0  # SIG_DFL
+    flags: int = 0
+    restorer: int = 0
+    mask: int = 0
+
+
+class SignalHandlers:
+    """The 64 signal actions (shared under CLONE_SIGHAND)."""
+
+    def __init__(self):
+        self.actions = [SigAction() for _ in range(65)]
+
+    def copy(self) -> "SignalHandlers":
+        new = SignalHandlers()
+        new.actions = [copy.copy(a) for a in self.actions]
+        return new
+
+    def reset_for_exec(self) -> None:
+        # Handled signals revert to default; ignored ones stay ignored.
+        for a in self.actions:
+            if a.handler not in (0, 1):
+                a.handler, a.flags, a.restorer, a.mask = 0, 0, 0, 0
+
+
+class PIDNamespace:
+    PID_MAX = 4194304
+
+    def __init__(self):
+        self._next = itertools.count(1)
+        self.tasks: dict[int, Task] = {}       # tid -> task
+        self.groups: dict[int, ThreadGroup] = {}  # tgid -> thread group
+
+    def alloc(self) -> int:
+        while True:
+            pid = next(self._next)
+            if pid >= self.PID_MAX:
+                self._next = itertools.count(300)
+                continue
+            if pid not in self.tasks and pid not in self.groups:
+                return pid
+
+
+RUNNING, ZOMBIE, DEAD = "R", "Z", "X"
+
+
+class ThreadGroup:
+    def __init__(self, tgid: int, parent: "ThreadGroup | None", fs: FSContext,
+                 fdtable: FDTable, creds: Credentials, mm, handlers: SignalHandlers):
+        self.tgid = tgid
+        self.parent = parent
+        self.children: list[ThreadGroup] = []
+        self.tasks: list[Task] = []
+        self.fs = fs
+        self.fdtable = fdtable
+        self.creds = creds
+        self.mm = mm
+        self.handlers = handlers
+        self.pgid = tgid
+        self.sid = tgid
+        self.state = RUNNING
+        self.exit_status: int | None = None  # wait status once exiting
+        self.child_events = WaitQueue()  # a child changed state (wait4)
+        self.exec_done = WaitQueue()     # for vfork parents
+        self.vfork_parent: Task | None = None
+        self.exiting = False
+        self.pending_signals = 0  # bitmask of process-directed pending signals
+        self.signal_info: dict[int, tuple] = {}  # sig -> (signo, errno, code, a, b)
+        self.rlimits: dict[int, tuple[int, int]] = {}
+        self.exe: Location | None = None
+        self.argv: list[bytes] = []
+        self.envp: list[bytes] = []
+        self.start_ns = 0
+        self.subreaper = False
+
+    @property
+    def leader(self) -> "Task | None":
+        return self.tasks[0] if self.tasks else None
+
+
+class Task:
+    __slots__ = ("tid", "tg", "thread", "sigmask", "comm", "clear_child_tid",
+                 "robust_list", "parked", "alive", "syscall_nr", "syscall_args",
+                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "__weakref__")
+
+    def __init__(self, tid: int, tg: ThreadGroup, thread):
+        self.tid = tid
+        self.tg = tg
+        self.thread = thread  # platform GuestThread
+        self.sigmask = 0
+        self.comm = b""
+        self.clear_child_tid = 0
+        self.robust_list = (0, 0)
+        self.parked = None  # the kernel's record of the syscall it waits in
+        self.alive = True
+        self.syscall_nr = -1
+        self.syscall_args = (0, 0, 0, 0, 0, 0)
+        self.pending_signals = 0
+        self.sigaltstack = (0, 2, 0)  # sp, flags (SS_DISABLE), size
+        self.xstate_len = 0  # FP state size saved by the last signal frame
+        self.on_cpu = False  # resumed on the host and not yet stopped again
+
+    @property
+    def pid(self) -> int:
+        return self.tg.tgid
+
+    def __repr__(self) -> str:
+        return f"<Task {self.tid} of {self.tg.tgid} {self.comm.decode(errors='replace')}>"

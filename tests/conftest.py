@@ -1,0 +1,47 @@
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Tests run against the checkout (pip install -e . builds the extensions in place).
+sys.path.insert(0, ROOT)
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+
+
+def pyrunsc_cmd(*args):
+    return [sys.executable, "-m", "pyrunsc.cli", *args]
+
+
+def run_do(args, *, strace=False, timeout=120, input=None, do_opts=()):
+    """Run `pyrunsc do [opts] -- args`; returns CompletedProcess (bytes)."""
+    opts = list(do_opts) + (["--strace"] if strace else [])
+    return subprocess.run(pyrunsc_cmd("do", *opts, "--", *args), capture_output=True,
+                          timeout=timeout, input=input, cwd="/", env=os.environ.copy())
+
+
+@pytest.fixture(scope="session")
+def cbin(tmp_path_factory):
+    """Compile a C fixture statically (cached per session): cbin('escape')."""
+    out = tmp_path_factory.mktemp("cbin")
+    built = {}
+
+    def build(name, *flags):
+        if name not in built:
+            exe = out / name
+            subprocess.run(["gcc", "-O1", "-static", "-o", str(exe), os.path.join(FIXTURES, name + ".c"), *flags],
+                           check=True)
+            built[name] = str(exe)
+        return built[name]
+    return build
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "strace"])
+def strace(request):
+    return request.param
+
+
+def have(cmd):
+    return shutil.which(cmd) is not None

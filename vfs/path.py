@@ -1,0 +1,279 @@
+"""The mount tree and path walking.
+
+A Dentry names an Inode under its parent and caches looked-up children; a
+Mount puts a Filesystem's root over a Dentry of its parent mount; a
+Location is (mount, dentry), the thing paths resolve to. The walk follows
+Linux's rules: symlinks (40 at most, ELOOP), `..` never rises above the
+caller's root and crosses mounts upwards, NAME_MAX/PATH_MAX give
+ENAMETOOLONG, a trailing slash demands a directory.
+"""
+from __future__ import annotations
+
+import errno
+import itertools
+import stat as S
+from dataclasses import dataclass
+
+from .inode import Filesystem, Inode, fserr
+
+PATH_MAX = 4096
+NAME_MAX = 255
+MAX_SYMLINKS = 40
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+
+R_OK, W_OK, X_OK = 4, 2, 1
+
+
+class Dentry:
+    __slots__ = ("name", "parent", "inode", "children", "__weakref__")
+
+    def __init__(self, name: bytes, parent: "Dentry | None", inode: Inode):
+        self.name = name
+        self.parent = parent
+        self.inode = inode
+        self.children: dict[bytes, Dentry] = {}
+
+    def child(self, name: bytes) -> "Dentry":
+        d = self.children.get(name)
+        if d is None:
+            d = Dentry(name, self, self.inode.lookup(name))
+            self.children[name] = d
+        return d
+
+    def forget(self, name: bytes) -> None:
+        self.children.pop(name, None)
+
+
+_mount_ids = itertools.count(1)
+
+
+class Mount:
+    def __init__(self, fs: Filesystem, root: Dentry, parent: "Mount | None",
+                 mountpoint: Dentry | None, flags: int = 0, source: str = "none"):
+        self.id = next(_mount_ids)
+        self.fs = fs
+        self.root = root
+        self.parent = parent
+        self.mountpoint = mountpoint
+        self.flags = flags
+        self.source = source
+
+    @property
+    def readonly(self) -> bool:
+        return bool(self.flags & MS_RDONLY)
+
+
+@dataclass(frozen=True)
+class Location:
+    mount: Mount
+    dentry: Dentry
+
+    @property
+    def inode(self) -> Inode:
+        return self.dentry.inode
+
+
+@dataclass
+class Creds:
+    """The part of a task's credentials the VFS checks."""
+    uid: int = 0
+    gid: int = 0
+    groups: tuple = ()
+    fsuid: int | None = None
+    fsgid: int | None = None
+
+    @property
+    def fs_uid(self) -> int:
+        return self.uid if self.fsuid is None else self.fsuid
+
+    @property
+    def fs_gid(self) -> int:
+        return self.gid if self.fsgid is None else self.fsgid
+
+
+class PathContext:
+    """Who walks: root and cwd to start from, credentials to check.
+    `task` is opaque to the VFS; procfs uses it for /proc/self."""
+
+    def __init__(self, root: Location, cwd: Location, creds: Creds, task=None):
+        self.root = root
+        self.cwd = cwd
+        self.creds = creds
+        self.task = task
+
+
+def may_access(st, creds: Creds, mask: int) -> bool:
+    """Unix permission bits, with root's override (CAP_DAC_OVERRIDE):
+    root may read/write anything and execute if any x bit is set or it is a
+    directory."""
+    if mask == 0:
+        return True
+    if creds.fs_uid == 0:
+        if mask & X_OK and not S.S_ISDIR(st.mode) and not st.mode & 0o111:
+            return False
+        return True
+    if st.uid == creds.fs_uid:
+        bits = (st.mode >> 6) & 7
+    elif st.gid == creds.fs_gid or st.gid in creds.groups:
+        bits = (st.mode >> 3) & 7
+    else:
+        bits = st.mode & 7
+    return bits & mask == mask
+
+
+class MountTree:
+    """All mounts of one sandbox (one mount namespace)."""
+
+    def __init__(self, root_fs: Filesystem, flags: int = 0, source: str = "none"):
+        root = Dentry(b"/", None, root_fs.root())
+        self.root_mount = Mount(root_fs, root, None, None, flags, source)
+        # (parent mount id, mountpoint dentry id) -> top mount there
+        self._over: dict[tuple[int, int], Mount] = {}
+        self.mounts: list[Mount] = [self.root_mount]
+
+    @property
+    def root(self) -> Location:
+        return Location(self.root_mount, self.root_mount.root)
+
+    # --- mounting ---
+    def mount(self, at: Location, fs: Filesystem, flags: int = 0, source: str = "none") -> Mount:
+        if not at.inode.is_dir():
+            raise fserr(errno.ENOTDIR)
+        m = Mount(fs, Dentry(at.dentry.name, None, fs.root()), at.mount, at.dentry, flags, source)
+        self._over[(at.mount.id, id(at.dentry))] = m
+        self.mounts.append(m)
+        return m
+
+    def mount_path(self, path: bytes, fs: Filesystem, flags: int = 0, source: str = "none") -> Mount:
+        """Mount at an absolute path, creating the mountpoint directory if the
+        filesystem below allows it (set-up time only)."""
+        ctx = PathContext(self.root, self.root, Creds())
+        try:
+            at = self.resolve(ctx, path)
+        except FileNotFoundError:
+            parent, name, _ = self.resolve_parent(ctx, path)
+            parent.inode.mkdir(name, S.S_IFDIR | 0o755, 0, 0)
+            parent.dentry.forget(name)
+            at = self.resolve(ctx, path)
+        return self.mount(at, fs, flags, source)
+
+    def _cross_down(self, loc: Location) -> Location:
+        while True:
+            m = self._over.get((loc.mount.id, id(loc.dentry)))
+            if m is None:
+                return loc
+            loc = Location(m, m.root)
+
+    def is_mountpoint(self, loc: Location) -> bool:
+        return (loc.mount.id, id(loc.dentry)) in self._over
+
+    # --- walking ---
+    def parent_of(self, ctx: PathContext, loc: Location) -> Location:
+        """`..` of loc as seen from ctx.root."""
+        while True:
+            if loc == ctx.root:
+                return loc
+            if loc.dentry is loc.mount.root:
+                if loc.mount.parent is None:
+                    return loc
+                loc = Location(loc.mount.parent, loc.mount.mountpoint)
+                continue
+            return Location(loc.mount, loc.dentry.parent)
+
+    def child_of(self, ctx: PathContext, loc: Location, name: bytes) -> Location:
+        """One step down (no symlink following), checking search permission."""
+        inode = loc.inode
+        st = inode.stat()
+        if not S.S_ISDIR(st.mode):
+            raise fserr(errno.ENOTDIR)
+        if not may_access(st, ctx.creds, X_OK):
+            raise fserr(errno.EACCES)
+        if name == b".":
+            return loc
+        if name == b"..":
+            return self.parent_of(ctx, loc)
+        if len(name) > NAME_MAX:
+            raise fserr(errno.ENAMETOOLONG)
+        return self._cross_down(Location(loc.mount, loc.dentry.child(name)))
+
+    def resolve(self, ctx: PathContext, path: bytes, start: Location | None = None,
+                follow: bool = True, budget: list | None = None) -> Location:
+        """Resolve path to a Location. start is the directory a relative path
+        begins at (dirfd), default ctx.cwd."""
+        if budget is None:
+            budget = [MAX_SYMLINKS]
+        if not path:
+            raise fserr(errno.ENOENT)
+        if len(path) >= PATH_MAX:
+            raise fserr(errno.ENAMETOOLONG)
+        loc = ctx.root if path[:1] == b"/" else (start or ctx.cwd)
+        comps = [c for c in path.split(b"/") if c]
+        must_dir = path.endswith(b"/")
+        for i, name in enumerate(comps):
+            last = i == len(comps) - 1
+            loc = self.child_of(ctx, loc, name)
+            if (not last or follow or must_dir) and loc.inode.is_symlink():
+                loc = self._follow(ctx, loc, budget)
+        if must_dir and not loc.inode.is_dir():
+            raise fserr(errno.ENOTDIR)
+        return loc
+
+    def _follow(self, ctx: PathContext, link: Location, budget: list) -> Location:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise fserr(errno.ELOOP)
+        jump = link.inode.follow_link(ctx)
+        if jump is not None:
+            return jump
+        target = link.inode.readlink()
+        if not target:
+            raise fserr(errno.ENOENT)
+        parent = self.parent_of(ctx, link) if link.dentry is not link.mount.root else link
+        return self.resolve(ctx, target, start=parent, follow=True, budget=budget)
+
+    def resolve_parent(self, ctx: PathContext, path: bytes, start: Location | None = None
+                       ) -> tuple[Location, bytes, bool]:
+        """For creating/removing: the directory holding the last component,
+        that component, and whether the path ended in a slash. The last name
+        may be b"." or b".." (callers reject those as Linux does), or b"" for
+        a path that is only slashes."""
+        if not path:
+            raise fserr(errno.ENOENT)
+        if len(path) >= PATH_MAX:
+            raise fserr(errno.ENAMETOOLONG)
+        trailing = path.endswith(b"/")
+        stripped = path.rstrip(b"/")
+        if not stripped:
+            return ctx.root, b"", trailing
+        head, _, name = stripped.rpartition(b"/")
+        if len(name) > NAME_MAX:
+            raise fserr(errno.ENAMETOOLONG)
+        if b"/" in stripped:
+            parent = self.resolve(ctx, head or b"/", start=start)
+        else:
+            parent = start or ctx.cwd
+        if not parent.inode.is_dir():
+            raise fserr(errno.ENOTDIR)
+        return parent, name, trailing
+
+    # --- naming ---
+    def path_of(self, loc: Location, root: Location) -> bytes:
+        """The absolute path of loc as seen from root (getcwd, /proc links).
+        A location outside root's subtree reads as its path from the real
+        root, like Linux's d_path for an unreachable cwd."""
+        parts = []
+        while loc != root:
+            if loc.dentry is loc.mount.root:
+                if loc.mount.parent is None:
+                    break
+                loc = Location(loc.mount.parent, loc.mount.mountpoint)
+                continue
+            parts.append(loc.dentry.name)
+            loc = Location(loc.mount, loc.dentry.parent)
+        return b"/" + b"/".join(reversed(parts))
+
+    def mount_path_of(self, m: Mount) -> bytes:
+        if m.parent is None:
+            return b"/"
+        return self.path_of(Location(m.parent, m.mountpoint), self.root)
