@@ -207,6 +207,7 @@ class PtracePlatform(P.Platform):
         self.sigchld_fd = _check(lib.pt_sigchld_fd(), "signalfd")
         self.threads: dict[int, PtraceThread] = {}
         self.last_new_child = 0
+        self.spawned: set[int] = set()  # pid-namespace inits we started
 
     # --- process creation ---
     def new_process(self) -> PtraceThread:
@@ -221,6 +222,7 @@ class PtracePlatform(P.Platform):
         if (status >> 16) != lib.PTRACE_EVENT_EXEC:
             code = (status >> 8) & 0xFF if (status & 0x7F) == 0 else status
             raise OSError(errno.ECHILD, f"guest failed to exec the stub (status {status:#x}, step {code})")
+        self.spawned.add(pid)
         self.settle_after_exec(pid)
         thread = PtraceThread(self, pid)
         self.threads[pid] = thread
@@ -301,6 +303,9 @@ class PtracePlatform(P.Platform):
         pids = set(self.threads) | set(self.new_children)
         for pid in pids:
             lib.pt_kill(pid, 9)
+        # The namespace's init exits only after every other process in it
+        # is reaped, and as their tracer we must reap them first.
+        pids = sorted(pids, key=lambda p: p in self.spawned)
         deadline = time.monotonic() + 5
         for pid in pids:  # reap: SIGKILL ends them at once
             while time.monotonic() < deadline:
