@@ -214,6 +214,8 @@ class Kernel:
     def syscall(self, t: Task, nr: int, args: tuple, retry: bool = False) -> None:
         self.current = t
         t.syscall_nr = nr
+        if not retry:
+            t.syscall_start_ns = time.monotonic_ns()
         self.nsyscalls += 1
         handler = self.handlers[nr] if nr < len(self.handlers) else None
         try:
@@ -281,8 +283,8 @@ class Kernel:
         if b.deadline_ns is not None:
             rec.timer = (b.deadline_ns, next(self._seq), rec)
             heapq.heappush(self.timers, rec.timer)
-        if b.host_fd is not None:
-            self.host_waits.setdefault(b.host_fd, []).append((b.host_events, rec))
+        for fd, events in b.host_fds:
+            self.host_waits.setdefault(fd, []).append((events, rec))
 
     def _unpark(self, rec: Parked) -> None:
         rec.task.parked = None
@@ -294,8 +296,7 @@ class Kernel:
                 heapq.heapify(self.timers)
             except ValueError:
                 pass
-        fd = rec.block.host_fd
-        if fd is not None:
+        for fd, _ in rec.block.host_fds:
             lst = [w for w in self.host_waits.get(fd, []) if w[1] is not rec]
             if lst:
                 self.host_waits[fd] = lst

@@ -89,6 +89,9 @@ class PipeEnd(FileDescriptionImpl):
         p.readable.notify()
         return len(chunk)
 
+    def wait_queues(self):
+        return (self.pipe.readable,) if self.reading else (self.pipe.writable,)
+
     def readiness(self) -> int:
         p = self.pipe
         if self.reading:

@@ -40,7 +40,7 @@ class Block(Exception):
 
     def __init__(self, *queues: WaitQueue, deadline_ns: int | None = None,
                  host_fd: int | None = None, host_events: int = 0, on_timeout=None,
-                 result=None):
+                 result=None, host_fds: tuple = ()):
         super().__init__()
         self.queues = queues
         self.deadline_ns = deadline_ns
@@ -48,3 +48,5 @@ class Block(Exception):
         self.host_events = host_events
         self.on_timeout = on_timeout  # result to return instead of re-running
         self.result = result          # if set: the syscall is done, wake returns this
+        # every host fd to poll: ((fd, events), ...)
+        self.host_fds = tuple(host_fds) + (((host_fd, host_events),) if host_fd is not None else ())
