@@ -57,6 +57,10 @@ class Parked:
         self.timer = None
 
 
+def _crash_handler(k, t, *args):
+    raise RuntimeError("crash requested by PYRUNSC_TEST_CRASH_IN")
+
+
 def _host_auxv() -> dict[int, int]:
     data = open("/proc/self/auxv", "rb").read()
     vals = struct.unpack(f"<{len(data) // 8}Q", data)
@@ -88,6 +92,9 @@ class Kernel:
         aux = _host_auxv()
         self.hwcap, self.hwcap2, self.minsigstksz = aux.get(16, 0), aux.get(26, 0), aux.get(51, 2048)
         self.handlers = table.handlers()
+        crash = os.environ.get("PYRUNSC_TEST_CRASH_IN")
+        if crash:  # tests of the internal-error path: this handler raises
+            self.handlers[table.number(crash)] = _crash_handler
         self.nsyscalls = 0
         self.signals_pending = 0  # >0 when some task may have a signal to take
         self.fg_pgid = 1
@@ -304,11 +311,16 @@ class Kernel:
                 self.host_waits.pop(fd, None)
 
     def interrupt(self, t: Task, result: int) -> bool:
-        """End t's parked syscall with `result` (e.g. -EINTR)."""
+        """End t's parked syscall for a signal: with `result` (-EINTR or
+        -ERESTARTSYS), or what the wait itself says an interruption returns."""
         rec = t.parked
-        if rec is None:
+        if rec is None or not rec.block.interruptible:
             return False
         self._unpark(rec)
+        if rec.block.interrupt_result is not None:
+            result = rec.block.interrupt_result
+        if self.strace:
+            self.strace.done(t, rec.nr, rec.args, result)
         self.ready.append((t, 1, result, 0))
         return True
 

@@ -89,7 +89,7 @@ def clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int) ->
     if flags & CLONE_VFORK:
         tg.vfork_parent = t
         # the parent sleeps until the child execs or exits; the clone is done
-        raise Block(tg.exec_done, result=tid)
+        raise Block(tg.exec_done, result=tid, interruptible=False)
     return tid
 
 

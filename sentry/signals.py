@@ -136,9 +136,12 @@ def _setup_frame(k, t, regs, sig, act, info) -> None:
     uc_addr = sp + 8
     info_addr = uc_addr + UCONTEXT.size
     mregs = [getattr(regs, r) for r in MCONTEXT_REGS]
+    # the mask sigreturn restores: the one before sigsuspend, if that is what waited
+    old_mask = t.sigmask if t.saved_sigmask is None else t.saved_sigmask
+    t.saved_sigmask = None
     uc = UCONTEXT.pack(0, 0, ss_sp, (SS_ONSTACK if on_alt else 0) | (ss_flags & SS_DISABLE), ss_size,
-                       *mregs, regs.cs, regs.gs, regs.fs, regs.ss, 0, 0, t.sigmask & 0xFFFFFFFF, 0,
-                       fp_addr, *([0] * 8), t.sigmask)
+                       *mregs, regs.cs, regs.gs, regs.fs, regs.ss, 0, 0, old_mask & 0xFFFFFFFF, 0,
+                       fp_addr, *([0] * 8), old_mask)
     signo, errno_, code, a, b = info
     raw_info = struct.pack("<iii4xQQ", signo, errno_, code, a, b).ljust(128, b"\0")
     thread.write(sp, struct.pack("<Q", act.restorer) + uc + raw_info)

@@ -132,7 +132,7 @@ class ThreadGroup:
 class Task:
     __slots__ = ("tid", "tg", "thread", "sigmask", "comm", "clear_child_tid",
                  "robust_list", "parked", "alive", "syscall_nr", "syscall_args",
-                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "syscall_start_ns", "__weakref__")
+                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "syscall_start_ns", "saved_sigmask", "__weakref__")
 
     def __init__(self, tid: int, tg: ThreadGroup, thread):
         self.tid = tid
@@ -151,6 +151,7 @@ class Task:
         self.xstate_len = 0  # FP state size saved by the last signal frame
         self.on_cpu = False  # resumed on the host and not yet stopped again
         self.syscall_start_ns = 0  # when the current syscall first ran (timeouts)
+        self.saved_sigmask = None  # mask to restore after a handler (sigsuspend, ppoll)
 
     @property
     def pid(self) -> int:

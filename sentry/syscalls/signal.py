@@ -189,17 +189,18 @@ _pause_queue = WaitQueue()  # never notified: only signals end pause()
 
 @syscall("pause")
 def sys_pause(k, t, *_):
-    raise Block(_pause_queue)
+    raise Block(_pause_queue, interrupt_result=-errno.EINTR)  # only a signal ends it
 
 
-@syscall("rt_sigsuspend", support=PARTIAL, note="the temporary mask applies while parked")
+@syscall("rt_sigsuspend")
 def sys_rt_sigsuspend(k, t, mask_addr, size, *_):
     if size != 8:
         raise fserr(errno.EINVAL)
     mask = struct.unpack("<Q", t.thread.read(mask_addr, 8))[0]
-    # Linux restores the old mask after the handler runs; we keep it simple:
-    # the new mask holds until the signal arrives.
+    if t.saved_sigmask is None:
+        t.saved_sigmask = t.sigmask
     t.sigmask = mask & ~signals.UNBLOCKABLE
     if signals.next_signal(t):
+        k.signals_pending += 1
         return -errno.EINTR
-    raise Block(_pause_queue)
+    raise Block(_pause_queue, interrupt_result=-errno.EINTR)

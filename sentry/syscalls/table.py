@@ -57,6 +57,10 @@ def name(nr: int) -> str:
     return e.name if e else f"syscall_{nr}"
 
 
+def number(name: str) -> int:
+    return SYSCALL_NUMBERS[name]
+
+
 def handlers() -> list:
     """Handlers indexed by number (None where unimplemented)."""
     for mod in HANDLER_MODULES:

@@ -1,6 +1,7 @@
 """pyrunsc do: real programs under the real sentry, compared with native runs."""
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -96,3 +97,32 @@ def test_unimplemented_syscall_logged(tmp_path, cbin):
     r = run_do(["/bin/sh", "-c", "true"], do_opts=["--debug-log", str(log)])
     assert r.returncode == 0
     assert log.exists()
+
+
+def _session_processes(sid):
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append(int(pid))
+    return found
+
+
+def test_internal_error_kills_everything(tmp_path):
+    env = dict(os.environ, PYRUNSC_TEST_CRASH_IN="getppid")
+    tmp_before = set(os.listdir("/tmp"))
+    p = subprocess.Popen([sys.executable, "-m", "pyrunsc.cli", "do", "--", "/bin/sh", "-c",
+                          "sleep 100 & /bin/sh -c 'echo $PPID'; wait"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd="/",
+                         start_new_session=True)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 70
+    assert b"internal error" in err and b"getppid" in err and b"Traceback" in err
+    assert _session_processes(p.pid) == []  # no guest, gofer or sentry left
+    assert set(os.listdir("/tmp")) - tmp_before == set()
