@@ -102,7 +102,8 @@ class KernelProcSource:
         self._k = kernel
 
     def current(self):
-        return TaskView(self._k, self._k.current)
+        t = self._k.current if self._k is not None else None
+        return TaskView(self._k, t) if t is not None else None
 
     def tgids(self) -> list[int]:
         return sorted(tgid for tgid, tg in self._k.pidns.groups.items() if tg.tasks or tg.state == "Z")
