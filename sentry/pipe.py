@@ -89,6 +89,13 @@ class PipeEnd(FileDescriptionImpl):
         p.readable.notify()
         return len(chunk)
 
+    def reopen(self, flags: int) -> "PipeEnd":
+        """A new end of the same pipe (open of /proc/self/fd/N)."""
+        acc = flags & 3
+        if acc == 2:
+            raise fserr(errno.EINVAL)
+        return PipeEnd(self.pipe, acc == 0)
+
     def wait_queues(self):
         return (self.pipe.readable,) if self.reading else (self.pipe.writable,)
 

@@ -18,6 +18,7 @@ class ProcFd:
     location: Location | None
     flags: int
     pos: int
+    description: object = None  # for reopening pipes through /proc/self/fd/N
 
 
 class TaskView:
@@ -66,7 +67,7 @@ class TaskView:
             else:
                 namer = getattr(desc.impl, "link_name", None)
                 link = namer() if namer else b"anon_inode:[unknown]"
-            out[fd] = ProcFd(link, desc.location, desc.flags, desc.offset)
+            out[fd] = ProcFd(link, desc.location, desc.flags, desc.offset, desc)
         return out
 
     def maps(self) -> bytes:

@@ -147,6 +147,9 @@ class HostFileImpl(FileDescriptionImpl):
         self._poll = select.poll()
         self._poll.register(host_fd, self.POLLIN)
 
+    def reopen(self, flags: int) -> "HostFileImpl":
+        return HostFileImpl(self.host_fd)
+
     def _ready_to_read(self) -> bool:
         return bool(self._poll.poll(0))
 

@@ -106,7 +106,13 @@ def open_path(tree: MountTree, ctx: PathContext, path: bytes, flags: int, mode: 
         if loc.inode.is_dir():
             raise fserr(errno.EISDIR)
     else:
-        loc = tree.resolve(ctx, path, start, follow=follow)
+        try:
+            loc = tree.resolve(ctx, path, start, follow=follow)
+        except FileNotFoundError:
+            reopened = _reopen_magic_link(tree, ctx, path, start, flags)
+            if reopened is None:
+                raise
+            return reopened
     st = loc.inode.stat()
     if S.S_ISLNK(st.mode):
         if flags & O_PATH and flags & O_NOFOLLOW:
@@ -129,6 +135,29 @@ def open_path(tree: MountTree, ctx: PathContext, path: bytes, flags: int, mode: 
         loc.inode.setattr(size=0)
     impl = open_impl(loc, flags, tree)
     return FileDescription(impl, flags, loc, loc.inode)
+
+
+def _reopen_magic_link(tree, ctx, path, start, flags):
+    """/proc/<pid>/fd/N naming a pipe or socket has no path to walk to:
+    Linux opens the same object anew, and so do we (impl.reopen)."""
+    for _ in range(40):  # through ordinary symlinks such as /dev/stdin
+        try:
+            link = tree.resolve(ctx, path, start, follow=False)
+        except OSError:
+            return None
+        open_fd = getattr(link.inode, "open_fd", None)
+        if open_fd is not None:
+            break
+        if link.dentry.kind != S.S_IFLNK:
+            return None
+        path, start = link.inode.readlink(), tree.parent_of(ctx, link)
+    else:
+        return None
+    desc = getattr(open_fd(ctx=ctx), "description", None)
+    reopen = getattr(desc.impl, "reopen", None) if desc is not None else None
+    if reopen is None:
+        return None
+    return FileDescription(reopen(flags), flags, None, None)
 
 
 def _parent_for_change(tree, ctx, path, start):
