@@ -40,6 +40,9 @@ def _block_for(descs, deadline_ns):
         hfd = getattr(desc.impl, "host_fd", None)
         if hfd is not None:
             host.append((hfd, POLLIN | POLLOUT))
+        more = getattr(desc.impl, "host_fds", None)  # an epoll watching host fds
+        if more is not None:
+            host.extend(more())
     return Block(*queues, host_fds=host, deadline_ns=deadline_ns)
 
 

@@ -1,0 +1,50 @@
+"""Process model basics under the real sentry, with C fixtures compiled by
+the tests and compared against native runs."""
+import subprocess
+
+from conftest import pyrunsc_cmd, run_do
+
+
+def native(args):
+    return subprocess.run(args, capture_output=True, timeout=60)
+
+
+def test_signal_handlers_and_faults(cbin):
+    prog = cbin("signals")
+    r = run_do([prog])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == native([prog]).stdout
+
+
+def test_threads(cbin):
+    prog = cbin("threads", "-pthread")
+    r = run_do([prog])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == b"total 400 distinct-tids 4\n"
+
+
+def test_fork_exec_wait_chain():
+    script = "for i in 1 2 3; do /bin/sh -c \"exit $i\"; echo $?; done; (exit 5) & wait $!; echo $?"
+    r = run_do(["/bin/sh", "-c", script])
+    assert r.stdout == b"1\n2\n3\n5\n", r.stderr[-2000:]
+
+
+def test_shebang_script(tmp_path):
+    r = run_do(["/bin/sh", "-c", "printf '#!/bin/sh -e\\necho script $0 $1\\n' > /tmp/s && chmod +x /tmp/s && /tmp/s arg"])
+    assert r.stdout == b"script /tmp/s arg\n", r.stderr[-2000:]
+
+
+def test_exec_errors_in_guest(tmp_path):
+    script = ("/nonexistent 2>/dev/null; echo $?; /etc 2>/dev/null; echo $?; "
+              "printf 'junk' > {j}; chmod +x {j}; {j} 2>/dev/null; echo $?")
+    r = run_do(["/bin/sh", "-c", script.format(j="/tmp/j")])
+    expect = native(["/bin/sh", "-c", script.format(j=tmp_path / "j")]).stdout
+    assert r.stdout == expect
+
+
+def test_syscalls_command_lists_every_number():
+    out = subprocess.run(pyrunsc_cmd("syscalls"), capture_output=True, timeout=60, check=True).stdout
+    lines = out.decode().splitlines()
+    assert len(lines) >= 381
+    assert any(l.split()[1] == "getpid" and "full" in l for l in lines)
+    assert any("unimplemented" in l for l in lines)
