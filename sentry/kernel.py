@@ -509,4 +509,4 @@ class Kernel:
 
     def path_context(self, t: Task) -> PathContext:
         fs = t.tg.fs
-        return PathContext(fs.root, fs.cwd, t.tg.creds.vfs(), t)
+        return PathContext(fs.root, fs.cwd, t.tg.creds, t)

@@ -29,7 +29,18 @@ class Credentials:
     fsgid: int = 0
     groups: tuple = ()
 
+    # The VFS reads fs_uid, fs_gid and groups: Credentials serve as its Creds.
+    @property
+    def fs_uid(self) -> int:
+        return self.fsuid
+
+    @property
+    def fs_gid(self) -> int:
+        return self.fsgid
+
     def vfs(self) -> Creds:
+        """What path walks check. A fresh object: callers may adjust it
+        (access(2) checks with the real ids)."""
         return Creds(uid=self.euid, gid=self.egid, groups=self.groups,
                      fsuid=self.fsuid, fsgid=self.fsgid)
 

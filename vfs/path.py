@@ -13,8 +13,9 @@ import errno
 import itertools
 import stat as S
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from .inode import Filesystem, Inode, fserr
+from .inode import Filesystem, Inode, Stat, fserr
 
 PATH_MAX = 4096
 NAME_MAX = 255
@@ -28,7 +29,7 @@ R_OK, W_OK, X_OK = 4, 2, 1
 class Dentry:
     """`kind` caches the file type (S_IFMT): an inode never changes type,
     and the walk asks for it at every step."""
-    __slots__ = ("name", "parent", "inode", "children", "kind", "__weakref__")
+    __slots__ = ("name", "parent", "inode", "children", "kind", "mounted", "__weakref__")
 
     def __init__(self, name: bytes, parent: "Dentry | None", inode: Inode):
         self.name = name
@@ -36,6 +37,7 @@ class Dentry:
         self.inode = inode
         self.children: dict[bytes, Dentry] = {}
         self.kind = S.S_IFMT(inode.stat().mode)
+        self.mounted = False  # some mount sits on this dentry: check the mount table
 
     def child(self, name: bytes) -> "Dentry":
         d = self.children.get(name)
@@ -46,6 +48,16 @@ class Dentry:
 
     def forget(self, name: bytes) -> None:
         self.children.pop(name, None)
+        namespace_changed()
+
+
+# Bumped whenever any name changes (create, unlink, rename, mount): the
+# walk cache of every MountTree is stale then.
+_generation = [0]
+
+
+def namespace_changed() -> None:
+    _generation[0] += 1
 
 
 _mount_ids = itertools.count(1)
@@ -67,8 +79,8 @@ class Mount:
         return bool(self.flags & MS_RDONLY)
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
+    """(mount, dentry): what a path names. A tuple: made at every walk step."""
     mount: Mount
     dentry: Dentry
 
@@ -98,6 +110,7 @@ class Creds:
 class PathContext:
     """Who walks: root and cwd to start from, credentials to check.
     `task` is opaque to the VFS; procfs uses it for /proc/self."""
+    __slots__ = ("root", "cwd", "creds", "task")
 
     def __init__(self, root: Location, cwd: Location, creds: Creds, task=None):
         self.root = root
@@ -125,6 +138,24 @@ def may_access(st, creds: Creds, mask: int) -> bool:
     return bits & mask == mask
 
 
+class _MountpointDir(Inode):
+    """An empty directory standing in for a mountpoint the filesystem
+    below does not provide; only ever covered by a mount."""
+
+    def __init__(self, fs: Filesystem):
+        self.fs = fs
+        self._stat = Stat(mode=S.S_IFDIR | 0o755, ino=0, dev=fs.dev, nlink=2)
+
+    def stat(self) -> Stat:
+        return self._stat
+
+    def readdir(self):
+        return []
+
+    def lookup(self, name):
+        raise fserr(errno.ENOENT)
+
+
 class MountTree:
     """All mounts of one sandbox (one mount namespace)."""
 
@@ -134,6 +165,8 @@ class MountTree:
         # (parent mount id, mountpoint dentry id) -> top mount there
         self._over: dict[tuple[int, int], Mount] = {}
         self.mounts: list[Mount] = [self.root_mount]
+        self._walk_cache: dict = {}
+        self._walk_gen = -1
 
     @property
     def root(self) -> Location:
@@ -145,23 +178,31 @@ class MountTree:
             raise fserr(errno.ENOTDIR)
         m = Mount(fs, Dentry(at.dentry.name, None, fs.root()), at.mount, at.dentry, flags, source)
         self._over[(at.mount.id, id(at.dentry))] = m
+        at.dentry.mounted = True
+        namespace_changed()
         self.mounts.append(m)
         return m
 
     def mount_path(self, path: bytes, fs: Filesystem, flags: int = 0, source: str = "none") -> Mount:
-        """Mount at an absolute path, creating the mountpoint directory if the
-        filesystem below allows it (set-up time only)."""
+        """Mount at an absolute path (set-up time only). A mountpoint the
+        filesystem below cannot show (missing, or refused like the host's
+        /proc by the gofer) gets a placeholder directory, as a mount covers
+        whatever is below it anyway."""
         ctx = PathContext(self.root, self.root, Creds())
         try:
             at = self.resolve(ctx, path)
-        except FileNotFoundError:
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.EACCES):
+                raise
             parent, name, _ = self.resolve_parent(ctx, path)
-            parent.inode.mkdir(name, S.S_IFDIR | 0o755, 0, 0)
-            parent.dentry.forget(name)
-            at = self.resolve(ctx, path)
+            d = Dentry(name, parent.dentry, _MountpointDir(parent.mount.fs))
+            parent.dentry.children[name] = d
+            at = Location(parent.mount, d)
         return self.mount(at, fs, flags, source)
 
     def _cross_down(self, loc: Location) -> Location:
+        if not loc.dentry.mounted:
+            return loc
         while True:
             m = self._over.get((loc.mount.id, id(loc.dentry)))
             if m is None:
@@ -195,16 +236,38 @@ class MountTree:
             return loc
         if name == b"..":
             return self.parent_of(ctx, loc)
-        if len(name) > NAME_MAX:
-            raise fserr(errno.ENAMETOOLONG)
-        return self._cross_down(Location(loc.mount, loc.dentry.child(name)))
+        d = loc.dentry.children.get(name)
+        if d is None:
+            if len(name) > NAME_MAX:
+                raise fserr(errno.ENAMETOOLONG)
+            d = loc.dentry.child(name)
+        if d.mounted:
+            return self._cross_down(Location(loc.mount, d))
+        return Location(loc.mount, d)
 
     def resolve(self, ctx: PathContext, path: bytes, start: Location | None = None,
                 follow: bool = True, budget: list | None = None) -> Location:
         """Resolve path to a Location. start is the directory a relative path
         begins at (dirfd), default ctx.cwd."""
         if budget is None:
+            # Walk cache: symlink-free walks by root (no permission checks
+            # depend on who walks) from the sandbox root, until any name changes.
+            cacheable = start is None and ctx.creds.fs_uid == 0 and ctx.root == self.root
+            if cacheable:
+                if self._walk_gen != _generation[0]:
+                    self._walk_cache.clear()
+                    self._walk_gen = _generation[0]
+                key = (path, follow) if path[:1] == b"/" else (path, follow, ctx.cwd)
+                hit = self._walk_cache.get(key)
+                if hit is not None:
+                    return hit
             budget = [MAX_SYMLINKS]
+            loc = self.resolve(ctx, path, start, follow, budget)
+            if cacheable and budget[0] == MAX_SYMLINKS:
+                if len(self._walk_cache) > 4096:
+                    self._walk_cache.clear()
+                self._walk_cache[key] = loc
+            return loc
         if not path:
             raise fserr(errno.ENOENT)
         if len(path) >= PATH_MAX:

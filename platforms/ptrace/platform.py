@@ -121,7 +121,7 @@ class PtraceThread(P.GuestThread):
             self._mem_fd = -1
 
     def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
-        buf = ffi.new("char[]", limit)
+        buf = self.platform.str_buf if limit <= 4096 else ffi.new("char[]", limit)
         n = lib.pt_read_cstr(self.pid, addr, buf, limit)
         if n == -1:
             raise OSError(errno.ENAMETOOLONG, "string too long")
@@ -207,6 +207,7 @@ class PtracePlatform(P.Platform):
         self.sigchld_fd = _check(lib.pt_sigchld_fd(), "signalfd")
         self.threads: dict[int, PtraceThread] = {}
         self.last_new_child = 0
+        self.str_buf = ffi.new("char[]", 4096)  # reused by read_cstr (one thread)
         self.spawned: set[int] = set()  # pid-namespace inits we started
 
     # --- process creation ---

@@ -105,6 +105,7 @@ def _access(k, t, dirfd, path, mode, flags):
     ctx = k.path_context(t)
     if not flags & 0x200:  # AT_EACCESS unset: check with the real ids
         creds = t.tg.creds
+        ctx.creds = creds.vfs()
         ctx.creds.fsuid, ctx.creds.fsgid = creds.uid, creds.gid
     ops.access(loc, ctx, mode)
     return 0
