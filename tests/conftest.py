@@ -2,6 +2,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -23,19 +24,21 @@ def run_do(args, *, strace=False, timeout=120, input=None, do_opts=()):
 
 
 @pytest.fixture(scope="session")
-def cbin(tmp_path_factory):
-    """Compile a C fixture statically (cached per session): cbin('escape')."""
-    out = tmp_path_factory.mktemp("cbin")
+def cbin():
+    """Compile a C fixture statically (cached per session): cbin('escape').
+    Built under /var/tmp: the sandbox's /tmp is its own tmpfs."""
+    out = tempfile.mkdtemp(prefix="pyrunsc-cbin-", dir="/var/tmp")
     built = {}
 
     def build(name, *flags):
         if name not in built:
-            exe = out / name
-            subprocess.run(["gcc", "-O1", "-static", "-o", str(exe), os.path.join(FIXTURES, name + ".c"), *flags],
+            exe = os.path.join(out, name)
+            subprocess.run(["gcc", "-O1", "-static", "-o", exe, os.path.join(FIXTURES, name + ".c"), *flags],
                            check=True)
-            built[name] = str(exe)
+            built[name] = exe
         return built[name]
-    return build
+    yield build
+    shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "strace"])

@@ -87,7 +87,7 @@ def test_missing_program():
 
 
 def test_not_executable(tmp_path):
-    r = run_do(["/etc/hostname"])
+    r = run_do(["/etc/passwd"])
     assert r.returncode == 126
     assert b"Permission denied" in r.stderr
 

@@ -14,7 +14,7 @@ from conftest import pyrunsc_cmd, run_do
 
 def test_blocked_stdin_reader_does_not_stall_others():
     p = subprocess.Popen(pyrunsc_cmd("do", "--", "/bin/sh", "-c",
-                                     "(cat; echo cat-done) & echo other-ran; wait"),
+                                     "exec 3<&0; (cat <&3; echo cat-done) & echo other-ran; wait"),
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
     try:
         first = p.stdout.readline()  # arrives while cat waits on the open, empty stdin
