@@ -222,7 +222,7 @@ class Kernel:
         self.current = t
         t.syscall_nr = nr
         if not retry:
-            t.syscall_start_ns = time.monotonic_ns()
+            t.syscall_start_ns = 0  # set by handlers that time out (see call_start)
         self.nsyscalls += 1
         handler = self.handlers[nr] if nr < len(self.handlers) else None
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import time
 from dataclasses import dataclass, field
 
 from vfs.path import Creds, Location
@@ -167,6 +168,13 @@ class Task:
     @property
     def pid(self) -> int:
         return self.tg.tgid
+
+    def call_start(self) -> int:
+        """When the current syscall first ran (monotonic ns); a re-run after
+        a wake-up sees the same time, so timeouts do not stretch."""
+        if not self.syscall_start_ns:
+            self.syscall_start_ns = time.monotonic_ns()
+        return self.syscall_start_ns
 
     def __repr__(self) -> str:
         return f"<Task {self.tid} of {self.tg.tgid} {self.comm.decode(errors='replace')}>"

@@ -165,12 +165,13 @@ class MountTree:
         # (parent mount id, mountpoint dentry id) -> top mount there
         self._over: dict[tuple[int, int], Mount] = {}
         self.mounts: list[Mount] = [self.root_mount]
+        self._root = Location(self.root_mount, self.root_mount.root)
         self._walk_cache: dict = {}
         self._walk_gen = -1
 
     @property
     def root(self) -> Location:
-        return Location(self.root_mount, self.root_mount.root)
+        return self._root
 
     # --- mounting ---
     def mount(self, at: Location, fs: Filesystem, flags: int = 0, source: str = "none") -> Mount:

@@ -67,7 +67,7 @@ def _wait(k, t, epfd, events_addr, maxevents, timeout_ns):
         raise fserr(errno.EINVAL)
     ep = _epoll(t, epfd)
     ready = ep.collect(maxevents)
-    deadline = None if timeout_ns is None else t.syscall_start_ns + timeout_ns
+    deadline = None if timeout_ns is None else t.call_start() + timeout_ns
     if ready or (deadline is not None and time.monotonic_ns() >= deadline):
         if ready:
             t.thread.write(events_addr, b"".join(EPOLL_EVENT.pack(ev, data) for ev, data in ready))

@@ -75,8 +75,7 @@ def _do_poll(k, t, fds_addr, nfds, deadline_ns):
 def _timeout_deadline(t, ns):
     """The deadline of this call: fixed the first time it runs, so a re-run
     after a wake-up does not extend it."""
-    start = t.syscall_start_ns
-    return None if ns is None else start + ns
+    return None if ns is None else t.call_start() + ns
 
 
 @syscall("poll")
