@@ -19,19 +19,22 @@ def make_root(tmp_path, binary):
     return root, outside
 
 
-def test_paths_cannot_leave_root(tmp_path, cbin):
+def test_paths_cannot_leave_root(tmp_path, cbin, strace):
     root, outside = make_root(tmp_path, cbin("escape"))
-    r = run_do(["/prog", str(outside / "secret")], do_opts=["--root", str(root), "--cwd", "/"])
+    r = run_do(["/prog", str(outside / "secret")], do_opts=["--root", str(root), "--cwd", "/"],
+               strace=strace)
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.decode().splitlines()
     assert len(lines) == 9, lines
     for line in lines:
         assert " blocked " in line, line
     assert b"host-secret" not in r.stdout
+    if strace:
+        assert b'openat(-100, "/proc/self/root/../../outside/secret", 0, 0x0) = -1 ENOENT' in r.stderr
 
 
-def test_int80_is_refused(tmp_path, cbin):
-    r = run_do([cbin("int80")])
+def test_int80_is_refused(tmp_path, cbin, strace):
+    r = run_do([cbin("int80")], strace=strace)
     assert r.returncode == 0, r.stderr[-2000:]
     out = r.stdout.decode().splitlines()
     assert out == ["int80 -38", "still here -38"]  # -ENOSYS both times, exit(42) never ran
