@@ -70,6 +70,10 @@ long pt_read(int pid, unsigned long addr, char *buf, unsigned long len);
 long pt_write(int pid, unsigned long addr, const char *buf, unsigned long len);
 /* Index of the first NUL in [addr, addr+max) or -1 (copied into buf). */
 long pt_read_cstr(int pid, unsigned long addr, char *buf, unsigned long max);
+/* The same two through an open /proc/pid/mem (cheaper here than
+   process_vm_readv: no page pinning). */
+long pt_mem_read(int memfd, unsigned long addr, char *buf, unsigned long len);
+long pt_mem_read_cstr(int memfd, unsigned long addr, char *buf, unsigned long max);
 
 /* Start a guest: clone into new namespaces (ns_flags), confine, stop for
    the tracer, install the seccomp filter, exec the stub memfd. Returns the
@@ -229,6 +233,30 @@ static long pt_read_cstr(int pid, unsigned long addr, char *buf, unsigned long m
         long n = pt_read(pid, addr + done, buf + done, chunk);
         if (n <= 0)
             return n < 0 ? n : -EFAULT;
+        char *nul = memchr(buf + done, 0, n);
+        if (nul)
+            return nul - buf;
+        done += n;
+    }
+    return -1;
+}
+
+static long pt_mem_read(int memfd, unsigned long addr, char *buf, unsigned long len)
+{
+    long n = pread(memfd, buf, len, (off_t)addr);
+    return n < 0 ? -errno : n;
+}
+
+static long pt_mem_read_cstr(int memfd, unsigned long addr, char *buf, unsigned long max)
+{
+    unsigned long done = 0;
+    while (done < max) {
+        unsigned long chunk = 4096 - ((addr + done) & 4095);
+        if (chunk > max - done)
+            chunk = max - done;
+        long n = pread(memfd, buf + done, chunk, (off_t)(addr + done));
+        if (n <= 0)
+            return n < 0 ? -errno : -EFAULT;
         char *nul = memchr(buf + done, 0, n);
         if (nul)
             return nul - buf;

@@ -21,7 +21,7 @@ import sys
 import time
 import traceback
 
-from platforms.ptrace._ptrace import lib
+from platforms.ptrace._ptrace import ffi, lib
 from platforms.ptrace.platform import GuestGone, PtracePlatform
 from vfs.path import MountTree, PathContext
 
@@ -161,8 +161,36 @@ class Kernel:
         SYSEMU = lib.PTRACE_SYSEMU
         status = plat.status
         out = plat.out
+        ready = self.ready
+        pt_step = lib.pt_step
+        unpack = ffi.unpack
         try:
             while not self.finished:
+                # Fast path: one task to resume and nothing else to watch:
+                # one C call stores its result, resumes it and waits.
+                if len(ready) == 1 and not (self.woken or self.timers or self.host_waits
+                                            or self.signals_pending or plat.pending):
+                    t, set_rax, rax, sig = ready[0]
+                    if t.alive and rax != -ERESTARTSYS:
+                        ready.popleft()
+                        t.on_cpu = True
+                        wpid = pt_step(t.thread.pid, set_rax, rax, SYSEMU, sig, 1, status, out)
+                        if wpid > 0:
+                            t = self.by_host.get(wpid)
+                            if t is None:
+                                continue
+                            t.on_cpu = False
+                            if status[0] & 0xFFFF == 0x857F:  # syscall stop
+                                a = unpack(out, 10)
+                                if a[9] == AUDIT_ARCH_X86_64 and a[0] < 0x40000000:
+                                    self.syscall(t, a[0], a[1:7])
+                                    continue
+                            # anything else: the general path below handles it
+                            plat.pending.setdefault(wpid, []).append(status[0])
+                            continue
+                        if wpid != -errno.ESRCH and wpid != -errno.EINTR:
+                            raise OSError(-wpid, f"ptrace step: {os.strerror(-wpid)}")
+                        continue
                 if self.woken:
                     self._retry_woken()
                     continue
@@ -417,6 +445,7 @@ class Kernel:
         t.alive = False
         if t.parked is not None:
             self._unpark(t.parked)
+        t.thread.forget_mm()  # its /proc/pid/mem fd
         self.by_host.pop(t.thread.pid, None)
         self.pidns.tasks.pop(t.tid, None)
         if t in t.tg.tasks:

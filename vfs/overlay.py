@@ -141,6 +141,7 @@ class OverlayInode(Inode):
         self.ino = fs.ino_of(upper, lower)
         self._children: weakref.WeakValueDictionary[bytes, OverlayInode] = weakref.WeakValueDictionary()
         self._nlink: int | None = None  # cached link count of a merged directory
+        self._stat_cache: tuple | None = None  # (layer's Stat, ours) while the layer's holds
 
     def real(self) -> Inode:
         """The inode that answers for this file now."""
@@ -152,6 +153,9 @@ class OverlayInode(Inode):
     # --- attributes ---
     def stat(self) -> Stat:
         st = self.real().stat()
+        cached = self._stat_cache
+        if cached is not None and cached[0] is st and not self.removed and self.kind != S.S_IFDIR:
+            return cached[1]  # the layer's Stat object is unchanged: so is ours
         nlink = st.nlink
         if self.kind == S.S_IFDIR and self.is_merged():
             if self._nlink is None:
@@ -159,10 +163,12 @@ class OverlayInode(Inode):
             nlink = self._nlink
         elif self.removed and self.upper is None:
             nlink = 0  # a whited-out lower file still open somewhere
-        return Stat(mode=st.mode, ino=self.ino, dev=self.fs.dev, nlink=nlink, uid=st.uid,
+        ours = Stat(mode=st.mode, ino=self.ino, dev=self.fs.dev, nlink=nlink, uid=st.uid,
                     gid=st.gid, rdev=st.rdev, size=st.size, blksize=st.blksize,
                     blocks=st.blocks, atime_ns=st.atime_ns, mtime_ns=st.mtime_ns,
                     ctime_ns=st.ctime_ns)
+        self._stat_cache = (st, ours)
+        return ours
 
     def mode(self) -> int:
         return self.real().mode()

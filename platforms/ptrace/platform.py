@@ -77,11 +77,19 @@ class PtraceThread(P.GuestThread):
         return new
 
     # --- memory ---
+    def _mem(self) -> int:
+        if self._mem_fd < 0:
+            self._mem_fd = os.open(f"/proc/{self.pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        return self._mem_fd
+
+    # Reads go through /proc/pid/mem (faster here than process_vm_readv);
+    # writes through process_vm_writev, which honours page protections, so
+    # a guest buffer it may not write gives EFAULT as on Linux.
     def read(self, addr: int, size: int) -> bytes:
         if size == 0:
             return b""
-        buf = ffi.new("char[]", size)
-        n = lib.pt_read(self.pid, addr, buf, size)
+        buf = self.platform.str_buf if size <= 4096 else ffi.new("char[]", size)
+        n = lib.pt_mem_read(self._mem(), addr, buf, size)
         if n < 0:
             raise OSError(errno.EFAULT, "bad address")
         if n < size:
@@ -105,10 +113,8 @@ class PtraceThread(P.GuestThread):
         self.force_write(addr, data)
 
     def force_write(self, addr: int, data: bytes) -> None:
-        if self._mem_fd < 0:
-            self._mem_fd = os.open(f"/proc/{self.pid}/mem", os.O_RDWR | os.O_CLOEXEC)
         try:
-            n = os.pwrite(self._mem_fd, data, addr)
+            n = os.pwrite(self._mem(), data, addr)
         except OSError:
             raise OSError(errno.EFAULT, "bad address") from None
         if n != len(data):
@@ -122,7 +128,7 @@ class PtraceThread(P.GuestThread):
 
     def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
         buf = self.platform.str_buf if limit <= 4096 else ffi.new("char[]", limit)
-        n = lib.pt_read_cstr(self.pid, addr, buf, limit)
+        n = lib.pt_mem_read_cstr(self._mem(), addr, buf, limit)
         if n == -1:
             raise OSError(errno.ENAMETOOLONG, "string too long")
         if n < 0:

@@ -58,6 +58,16 @@ def read_str_array(t, addr: int, limit_total: int = 2 << 20) -> list[bytes]:
 
 
 def encode_stat(st: Stat) -> bytes:
+    """struct stat bytes. Filesystems that cache a Stat hand out the same
+    object until the file changes (they replace it, never mutate it), so the
+    packed form is kept on it."""
+    packed = st.__dict__.get("_packed")
+    if packed is None:
+        packed = st.__dict__["_packed"] = _pack_stat(st)
+    return packed
+
+
+def _pack_stat(st: Stat) -> bytes:
     return STAT.pack(st.dev, st.ino, st.nlink, st.mode, st.uid, st.gid, 0, st.rdev, st.size,
                      st.blksize, st.blocks,
                      st.atime_ns // 10**9, st.atime_ns % 10**9,
@@ -91,7 +101,7 @@ def resolve_at(k, t, dirfd: int, path_addr: int, flags: int = 0, follow: bool = 
                 raise fserr(errno.EBADF)
             return desc.location
         raise fserr(errno.ENOENT)
-    start = dir_start(k, t, dirfd, path)
+    start = None if path[0] == 0x2F or dirfd & 0xFFFFFFFF == 0xFFFFFF9C else dir_start(k, t, dirfd, path)
     return k.mounts.resolve(k.path_context(t), path, start=start,
                             follow=follow and not flags & AT_SYMLINK_NOFOLLOW)
 
