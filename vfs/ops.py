@@ -72,7 +72,7 @@ def open_impl(loc: Location, flags: int, tree: MountTree) -> FileDescriptionImpl
 
 
 def open_path(tree: MountTree, ctx: PathContext, path: bytes, flags: int, mode: int,
-              umask: int, start: Location | None = None) -> FileDescription:
+              umask: int, start: Location | None = None, _depth: int = 0) -> FileDescription:
     """open(2)/openat(2) minus the fd table."""
     if flags & O_TMPFILE == O_TMPFILE:
         raise fserr(errno.EOPNOTSUPP)
@@ -89,10 +89,17 @@ def open_path(tree: MountTree, ctx: PathContext, path: bytes, flags: int, mode: 
             loc = tree.child_of(ctx, parent, name)
             if flags & O_EXCL:
                 raise fserr(errno.EEXIST)
-            if loc.inode.is_symlink():
+            if loc.dentry.kind == S.S_IFLNK:
                 if not follow:
                     raise fserr(errno.ELOOP)
-                loc = tree.resolve(ctx, path, start)
+                try:
+                    loc = tree.resolve(ctx, path, start)
+                except FileNotFoundError:
+                    # a dangling symlink: Linux creates its target
+                    if _depth >= 40:
+                        raise fserr(errno.ELOOP) from None
+                    return open_path(tree, ctx, loc.inode.readlink(), flags, mode, umask,
+                                     parent, _depth + 1)
         except FileNotFoundError:
             if trailing:
                 raise fserr(errno.EISDIR) from None
@@ -266,8 +273,6 @@ def symlink(tree, ctx, target: bytes, path, start=None) -> None:
 
 
 def link(tree, ctx, old: Location, newpath, start=None) -> None:
-    if old.inode.is_dir():
-        raise fserr(errno.EPERM)
     parent, name, trailing = tree.resolve_parent(ctx, newpath, start)
     if name in (b"", b".", b".."):
         raise fserr(errno.EEXIST)
@@ -276,6 +281,8 @@ def link(tree, ctx, old: Location, newpath, start=None) -> None:
         raise fserr(errno.EEXIST)
     except FileNotFoundError:
         pass
+    if old.inode.is_dir():
+        raise fserr(errno.EPERM)
     if parent.mount is not old.mount:
         raise fserr(errno.EXDEV)
     _check_writable_mount(parent)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import itertools
 import stat as S
+import weakref
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -29,7 +30,7 @@ R_OK, W_OK, X_OK = 4, 2, 1
 class Dentry:
     """`kind` caches the file type (S_IFMT): an inode never changes type,
     and the walk asks for it at every step."""
-    __slots__ = ("name", "parent", "inode", "children", "kind", "mounted", "__weakref__")
+    __slots__ = ("name", "parent", "inode", "children", "kind", "mounted", "pinned", "__weakref__")
 
     def __init__(self, name: bytes, parent: "Dentry | None", inode: Inode):
         self.name = name
@@ -38,12 +39,16 @@ class Dentry:
         self.children: dict[bytes, Dentry] = {}
         self.kind = S.S_IFMT(inode.stat().mode)
         self.mounted = False  # some mount sits on this dentry: check the mount table
+        self.pinned = False   # a mountpoint or its ancestor: never pruned
 
     def child(self, name: bytes) -> "Dentry":
         d = self.children.get(name)
         if d is None:
             d = Dentry(name, self, self.inode.lookup(name))
+            if not self.children:
+                _parents.add(self)
             self.children[name] = d
+            _cached[0] += 1
         return d
 
     def forget(self, name: bytes) -> None:
@@ -54,6 +59,13 @@ class Dentry:
 # Bumped whenever any name changes (create, unlink, rename, mount): the
 # walk cache of every MountTree is stale then.
 _generation = [0]
+# Dentries cached since the last prune. Each may pin a host fd in the gofer,
+# so the cache is bounded (see MountTree.prune).
+_cached = [0]
+MAX_CACHED_DENTRIES = 8192
+# Every dentry holding cached children, also those no longer reachable from
+# a root but kept alive by an open directory fd: pruning must reach them.
+_parents: "weakref.WeakSet[Dentry]" = weakref.WeakSet()
 
 
 def namespace_changed() -> None:
@@ -180,6 +192,10 @@ class MountTree:
         m = Mount(fs, Dentry(at.dentry.name, None, fs.root()), at.mount, at.dentry, flags, source)
         self._over[(at.mount.id, id(at.dentry))] = m
         at.dentry.mounted = True
+        d = at.dentry
+        while d is not None:
+            d.pinned = True
+            d = d.parent
         namespace_changed()
         self.mounts.append(m)
         return m
@@ -246,11 +262,28 @@ class MountTree:
             return self._cross_down(Location(loc.mount, d))
         return Location(loc.mount, d)
 
+    def prune(self) -> None:
+        """Forget cached dentries, except mountpoints and their ancestors
+        (pinned). Anything still in use stays alive through its holders
+        (open files, cwds); a later walk makes a fresh dentry for the same
+        inode."""
+        for d in list(_parents):
+            if d.pinned:
+                for name in [n for n, c in d.children.items() if not c.pinned]:
+                    del d.children[name]
+            else:
+                d.children.clear()
+        _cached[0] = 0
+        self._walk_cache.clear()
+        namespace_changed()
+
     def resolve(self, ctx: PathContext, path: bytes, start: Location | None = None,
                 follow: bool = True, budget: list | None = None) -> Location:
         """Resolve path to a Location. start is the directory a relative path
         begins at (dirfd), default ctx.cwd."""
         if budget is None:
+            if _cached[0] > MAX_CACHED_DENTRIES:
+                self.prune()
             # Walk cache: symlink-free walks by root (no permission checks
             # depend on who walks) from the sandbox root, until any name changes.
             cacheable = start is None and ctx.creds.fs_uid == 0 and ctx.root == self.root

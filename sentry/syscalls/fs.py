@@ -213,7 +213,7 @@ def sys_link(k, t, old, new, *_):
 
 
 @syscall("linkat")
-def sys_linkat(k, t, olddirfd, old_addr, newdirfd, new_addr, flags):
+def sys_linkat(k, t, olddirfd, old_addr, newdirfd, new_addr, flags, *_):
     if flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH):
         raise fserr(errno.EINVAL)
     old = resolve_at(k, t, olddirfd, old_addr, flags & AT_EMPTY_PATH,

@@ -126,3 +126,12 @@ def test_internal_error_kills_everything(tmp_path):
     assert b"internal error" in err and b"getppid" in err and b"Traceback" in err
     assert _session_processes(p.pid) == []  # no guest, gofer or sentry left
     assert set(os.listdir("/tmp")) - tmp_before == set()
+
+
+def test_large_tree_walk_matches_native():
+    """More files than the gofer may hold open at once: the dentry cache is
+    pruned and host fds are released."""
+    script = "find /usr/lib -type f | wc -l; du -s /usr/share/doc"
+    r = run_do(["/bin/sh", "-c", script], timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == native(["/bin/sh", "-c", script]).stdout

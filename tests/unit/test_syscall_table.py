@@ -29,3 +29,12 @@ def test_core_calls_are_handled():
                  "getrandom", "prlimit64", "arch_prctl", "set_tid_address", "uname"):
         nr = next(n for n, x in SYSCALL_NAMES.items() if x == name)
         assert handlers[nr] is not None, name
+
+
+def test_handlers_take_six_arguments():
+    """The kernel calls every handler as h(kernel, task, a0..a5)."""
+    import inspect
+    table.handlers()
+    for e in table.ENTRIES.values():
+        if e.handler is not None:
+            inspect.signature(e.handler).bind(None, None, 0, 0, 0, 0, 0, 0)
