@@ -13,6 +13,7 @@ import time
 
 from vfs.inode import fserr
 
+from .syscalls.util import read_timespec_ns
 from .waiter import Block, WaitQueue
 
 FUTEX_WAIT, FUTEX_WAKE, FUTEX_FD, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE = 0, 1, 2, 3, 4
@@ -74,10 +75,7 @@ def futex(k, t, uaddr, op, val, timeout, uaddr2, val3):
             raise fserr(errno.EAGAIN)
         deadline = None
         if timeout:
-            sec, nsec = struct.unpack("<qq", t.thread.read(timeout, 16))
-            if sec < 0 or not 0 <= nsec < 10**9:
-                raise fserr(errno.EINVAL)
-            ns = sec * 10**9 + nsec
+            ns = read_timespec_ns(t, timeout)
             if cmd == FUTEX_WAIT:
                 deadline = time.monotonic_ns() + ns
             elif op & FUTEX_CLOCK_REALTIME:

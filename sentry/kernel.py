@@ -17,9 +17,7 @@ import itertools
 import os
 import select
 import struct
-import sys
 import time
-import traceback
 
 from platforms.ptrace._ptrace import ffi, lib
 from platforms.ptrace.platform import GuestGone, PtracePlatform
@@ -29,7 +27,7 @@ from .fdtable import FDTable
 from .loader import exec as loader
 from .mm.mm import MemoryManager
 from .syscalls import table
-from .task import (RUNNING, ZOMBIE, Credentials, FSContext, PIDNamespace, SignalHandlers,
+from .task import (ZOMBIE, Credentials, FSContext, PIDNamespace, SignalHandlers,
                    Task, ThreadGroup)
 from . import signals
 from .signals import ERESTARTSYS

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vfs.path import Creds, Location
 

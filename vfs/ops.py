@@ -103,10 +103,9 @@ def open_path(tree: MountTree, ctx: PathContext, path: bytes, flags: int, mode: 
         except FileNotFoundError:
             if trailing:
                 raise fserr(errno.EISDIR) from None
-            _check_writable_mount(parent)
-            _need(parent, ctx, W_OK | X_OK)
-            inode = parent.inode.create(name, S.S_IFREG | (mode & ~umask & 0o7777),
-                                        ctx.creds.fs_uid, ctx.creds.fs_gid)
+            _may_create_in(parent, ctx)
+            parent.inode.create(name, S.S_IFREG | (mode & ~umask & 0o7777),
+                                ctx.creds.fs_uid, ctx.creds.fs_gid)
             parent.dentry.forget(name)
             loc = tree.child_of(ctx, parent, name)
             created = True
@@ -167,41 +166,37 @@ def _reopen_magic_link(tree, ctx, path, start, flags):
     return FileDescription(reopen(flags), flags, None, None)
 
 
-def _parent_for_change(tree, ctx, path, start):
+def _new_name(tree, ctx, path, start) -> tuple[Location, bytes, bool]:
+    """The directory and name a new file would get: EEXIST if the name is
+    taken (or is ".", ".." or the root)."""
     parent, name, trailing = tree.resolve_parent(ctx, path, start)
-    _check_writable_mount(parent)
-    return parent, name, trailing
-
-
-def mkdir(tree, ctx, path, mode, umask, start=None) -> None:
-    parent, name, _ = tree.resolve_parent(ctx, path, start)
     if name in (b"", b".", b".."):
         raise fserr(errno.EEXIST)
     try:
         tree.child_of(ctx, parent, name)
-        raise fserr(errno.EEXIST)
     except FileNotFoundError:
-        pass
+        return parent, name, trailing
+    raise fserr(errno.EEXIST)
+
+
+def _may_create_in(parent: Location, ctx) -> None:
     _check_writable_mount(parent)
     _need(parent, ctx, W_OK | X_OK)
+
+
+def mkdir(tree, ctx, path, mode, umask, start=None) -> None:
+    parent, name, _ = _new_name(tree, ctx, path, start)
+    _may_create_in(parent, ctx)
     parent.inode.mkdir(name, S.S_IFDIR | (mode & ~umask & 0o7777), ctx.creds.fs_uid, ctx.creds.fs_gid)
     parent.dentry.forget(name)
 
 
 def mknod(tree, ctx, path, mode, rdev, umask, start=None) -> None:
-    parent, name, trailing = tree.resolve_parent(ctx, path, start)
-    if name in (b"", b".", b".."):
-        raise fserr(errno.EEXIST)
     kind = S.S_IFMT(mode) or S.S_IFREG
     if kind not in (S.S_IFREG, S.S_IFCHR, S.S_IFBLK, S.S_IFIFO, S.S_IFSOCK):
         raise fserr(errno.EINVAL)
-    try:
-        tree.child_of(ctx, parent, name)
-        raise fserr(errno.EEXIST)
-    except FileNotFoundError:
-        pass
-    _check_writable_mount(parent)
-    _need(parent, ctx, W_OK | X_OK)
+    parent, name, _ = _new_name(tree, ctx, path, start)
+    _may_create_in(parent, ctx)
     perm = mode & ~umask & 0o7777
     if kind == S.S_IFREG:
         parent.inode.create(name, kind | perm, ctx.creds.fs_uid, ctx.creds.fs_gid)
@@ -256,37 +251,21 @@ def rmdir(tree, ctx, path, start=None) -> None:
 def symlink(tree, ctx, target: bytes, path, start=None) -> None:
     if not target:
         raise fserr(errno.ENOENT)
-    parent, name, trailing = tree.resolve_parent(ctx, path, start)
-    if name in (b"", b".", b".."):
-        raise fserr(errno.EEXIST)
-    try:
-        tree.child_of(ctx, parent, name)
-        raise fserr(errno.EEXIST)
-    except FileNotFoundError:
-        pass
+    parent, name, trailing = _new_name(tree, ctx, path, start)
     if trailing:
         raise fserr(errno.ENOENT)
-    _check_writable_mount(parent)
-    _need(parent, ctx, W_OK | X_OK)
+    _may_create_in(parent, ctx)
     parent.inode.symlink(name, target, ctx.creds.fs_uid, ctx.creds.fs_gid)
     parent.dentry.forget(name)
 
 
 def link(tree, ctx, old: Location, newpath, start=None) -> None:
-    parent, name, trailing = tree.resolve_parent(ctx, newpath, start)
-    if name in (b"", b".", b".."):
-        raise fserr(errno.EEXIST)
-    try:
-        tree.child_of(ctx, parent, name)
-        raise fserr(errno.EEXIST)
-    except FileNotFoundError:
-        pass
+    parent, name, _ = _new_name(tree, ctx, newpath, start)
     if old.inode.is_dir():
         raise fserr(errno.EPERM)
     if parent.mount is not old.mount:
         raise fserr(errno.EXDEV)
-    _check_writable_mount(parent)
-    _need(parent, ctx, W_OK | X_OK)
+    _may_create_in(parent, ctx)
     parent.inode.link(name, old.inode)
     parent.dentry.forget(name)
 

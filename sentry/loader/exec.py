@@ -158,16 +158,15 @@ def _map_image(thread, mm, b: Binary, fixed: bool, hint: int, name: bytes) -> in
         start = page_down(seg.vaddr)
         mm.label(bias + start, bias + page_up(seg.vaddr + seg.memsz), name,
                  page_down(seg.offset), st.dev, st.ino)
-    run_start, run_prot = None, None
-    for page in sorted(prot_of_page) + [None]:
-        prot = prot_of_page.get(page) if page is not None else None
-        if run_start is not None and (page is None or prot != run_prot or page != run_end):
-            mm.mprotect(thread, bias + run_start, run_end - run_start, run_prot)
-            run_start = None
-        if page is not None and run_start is None:
-            run_start, run_prot = page, prot
+    pages = sorted(prot_of_page)
+    start = prev = pages[0]
+    for page in pages[1:] + [None]:
+        if page is not None and page == prev + PAGE and prot_of_page[page] == prot_of_page[start]:
+            prev = page
+            continue
+        mm.mprotect(thread, bias + start, prev + PAGE - start, prot_of_page[start])
         if page is not None:
-            run_end = page + PAGE
+            start = prev = page
     return bias
 
 

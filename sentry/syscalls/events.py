@@ -11,7 +11,7 @@ from vfs.inode import fserr
 from ..events import EventFD, EventPoll
 from ..waiter import Block
 from .table import PARTIAL, syscall
-from .util import s32
+from .util import read_timespec_ns, s32
 
 EPOLL_EVENT = struct.Struct("<IQ")  # packed on x86-64: 12 bytes
 
@@ -94,8 +94,5 @@ def sys_epoll_pwait(k, t, epfd, events, maxevents, timeout, *_):
 def sys_epoll_pwait2(k, t, epfd, events, maxevents, tsp, *_):
     ns = None
     if tsp:
-        sec, nsec = struct.unpack("<qq", t.thread.read(tsp, 16))
-        if sec < 0 or not 0 <= nsec < 10**9:
-            raise fserr(errno.EINVAL)
-        ns = sec * 10**9 + nsec
+        ns = read_timespec_ns(t, tsp)
     return _wait(k, t, epfd, events, maxevents, ns)

@@ -14,7 +14,7 @@ from vfs.inode import fserr
 
 from ..waiter import Block
 from .table import PARTIAL, syscall
-from .util import s32
+from .util import read_timespec_ns, s32
 
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 1, 2, 4, 8, 16, 32
 POLLRDNORM, POLLRDBAND, POLLWRNORM, POLLWRBAND = 0x40, 0x80, 0x100, 0x200
@@ -88,10 +88,7 @@ def sys_poll(k, t, fds, nfds, timeout, *_):
 def sys_ppoll(k, t, fds, nfds, tsp, sigmask, sigsetsize, *_):
     ns = None
     if tsp:
-        sec, nsec = struct.unpack("<qq", t.thread.read(tsp, 16))
-        if sec < 0 or not 0 <= nsec < 10**9:
-            raise fserr(errno.EINVAL)
-        ns = sec * 10**9 + nsec
+        ns = read_timespec_ns(t, tsp)
     return _do_poll(k, t, fds, nfds, _timeout_deadline(t, ns))
 
 
@@ -143,8 +140,5 @@ def sys_select(k, t, nfds, rset, wset, eset, tvp, *_):
 def sys_pselect6(k, t, nfds, rset, wset, eset, tsp, *_):
     ns = None
     if tsp:
-        sec, nsec = struct.unpack("<qq", t.thread.read(tsp, 16))
-        if sec < 0 or not 0 <= nsec < 10**9:
-            raise fserr(errno.EINVAL)
-        ns = sec * 10**9 + nsec
+        ns = read_timespec_ns(t, tsp)
     return _do_select(k, t, nfds, rset, wset, eset, _timeout_deadline(t, ns))

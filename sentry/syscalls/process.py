@@ -302,40 +302,39 @@ def sys_setgid(k, t, gid, *_):
     return 0
 
 
-@syscall("setresuid", "setreuid")
-def sys_setresuid(k, t, r, e, s=0xFFFFFFFF, *_):
-    c = t.tg.creds
-    if t.syscall_nr == 113:  # setreuid has no saved id argument
-        s = 0xFFFFFFFF
-    vals = [v & 0xFFFFFFFF for v in (r, e, s)]
+UNCHANGED = 0xFFFFFFFF
+
+
+def _set_ids(c, real: str, eff: str, saved: str, fs: str, values) -> int:
+    """setres[ug]id: each of (real, effective, saved) unless -1; without
+    privilege only to one of the current three."""
+    vals = [v & 0xFFFFFFFF for v in values]
+    allowed = (getattr(c, real), getattr(c, eff), getattr(c, saved))
     for v in vals:
-        if v != 0xFFFFFFFF and not _may_set(c, v, c.uid, c.euid, c.suid):
+        if v != UNCHANGED and not _may_set(c, v, *allowed):
             raise fserr(errno.EPERM)
-    if vals[0] != 0xFFFFFFFF:
-        c.uid = vals[0]
-    if vals[1] != 0xFFFFFFFF:
-        c.euid = c.fsuid = vals[1]
-    if vals[2] != 0xFFFFFFFF:
-        c.suid = vals[2]
+    if vals[0] != UNCHANGED:
+        setattr(c, real, vals[0])
+    if vals[1] != UNCHANGED:
+        setattr(c, eff, vals[1])
+        setattr(c, fs, vals[1])
+    if vals[2] != UNCHANGED:
+        setattr(c, saved, vals[2])
     return 0
+
+
+@syscall("setresuid", "setreuid")
+def sys_setresuid(k, t, r, e, s, *_):
+    if t.syscall_nr == 113:  # setreuid has no saved id argument
+        s = UNCHANGED
+    return _set_ids(t.tg.creds, "uid", "euid", "suid", "fsuid", (r, e, s))
 
 
 @syscall("setresgid", "setregid")
-def sys_setresgid(k, t, r, e, s=0xFFFFFFFF, *_):
-    c = t.tg.creds
-    if t.syscall_nr == 114:
-        s = 0xFFFFFFFF
-    vals = [v & 0xFFFFFFFF for v in (r, e, s)]
-    for v in vals:
-        if v != 0xFFFFFFFF and not _may_set(c, v, c.gid, c.egid, c.sgid):
-            raise fserr(errno.EPERM)
-    if vals[0] != 0xFFFFFFFF:
-        c.gid = vals[0]
-    if vals[1] != 0xFFFFFFFF:
-        c.egid = c.fsgid = vals[1]
-    if vals[2] != 0xFFFFFFFF:
-        c.sgid = vals[2]
-    return 0
+def sys_setresgid(k, t, r, e, s, *_):
+    if t.syscall_nr == 114:  # setregid
+        s = UNCHANGED
+    return _set_ids(t.tg.creds, "gid", "egid", "sgid", "fsgid", (r, e, s))
 
 
 @syscall("setfsuid")

@@ -11,7 +11,7 @@ from vfs.inode import fserr
 
 from ..waiter import Block
 from .table import syscall
-from .util import s32
+from .util import read_timespec_ns, s32
 
 TIMESPEC = struct.Struct("<qq")
 CLOCKS = {0: time.CLOCK_REALTIME, 1: time.CLOCK_MONOTONIC, 2: time.CLOCK_PROCESS_CPUTIME_ID,
@@ -63,13 +63,6 @@ def sys_time(k, t, tloc, *_):
     return now
 
 
-def _read_timespec(t, addr) -> int:
-    sec, nsec = TIMESPEC.unpack(t.thread.read(addr, 16))
-    if sec < 0 or not 0 <= nsec < 10**9:
-        raise fserr(errno.EINVAL)
-    return sec * 10**9 + nsec
-
-
 def _sleep_until(k, t, deadline_ns: int, rem_addr: int = 0):
     """Park until the monotonic deadline; the timer ends the call with 0."""
     if time.monotonic_ns() >= deadline_ns:
@@ -90,7 +83,7 @@ def sys_clock_nanosleep(k, t, clock, flags, req, rem, *_):
 def _sleep(k, t, clock, flags, req, rem):
     # A parked sleep re-runs this handler only on timeout (on_timeout=0),
     # so computing the deadline here happens once per call.
-    dur = _read_timespec(t, req)
+    dur = read_timespec_ns(t, req)
     if flags & TIMER_ABSTIME:
         now = _clock_ns(k, t, clock)
         dur = max(0, dur - now)

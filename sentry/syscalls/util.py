@@ -115,3 +115,14 @@ def stat_of(desc) -> Stat:
     if own is None:
         raise fserr(errno.EBADF)
     return own()
+
+
+TIMESPEC = struct.Struct("<qq")
+
+
+def read_timespec_ns(t, addr: int) -> int:
+    """A struct timespec from guest memory as nanoseconds (EINVAL if bad)."""
+    sec, nsec = TIMESPEC.unpack(t.thread.read(addr, 16))
+    if sec < 0 or not 0 <= nsec < 10**9:
+        raise fserr(errno.EINVAL)
+    return sec * 10**9 + nsec

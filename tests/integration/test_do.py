@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import have, run_do
+from conftest import run_do
 
 SHELL_PIPELINE = "ls / | sort | head -3; grep ^ID= /etc/os-release"
 PY_SCRIPT = ("import json, os\n"
