@@ -27,6 +27,7 @@ from .fdtable import FDTable
 from .loader import exec as loader
 from .mm.mm import MemoryManager
 from .syscalls import table
+from .syscalls.time import process_cpu_ns
 from .task import (ZOMBIE, Credentials, FSContext, PIDNamespace, SignalHandlers,
                    Task, ThreadGroup)
 from . import signals
@@ -472,6 +473,7 @@ class Kernel:
             return
         tg.exiting = True
         tg.exit_status = wait_status
+        tg.cpu_ns = process_cpu_ns(tg)  # while its host process still exists
         host_pid = tg.tasks[0].thread.pid if tg.tasks else None
         for t in list(tg.tasks):
             if t.parked is not None:
@@ -513,6 +515,7 @@ class Kernel:
     def reap(self, tg: ThreadGroup) -> None:
         if tg.parent is not None and tg in tg.parent.children:
             tg.parent.children.remove(tg)
+            tg.parent.children_cpu_ns += tg.cpu_ns + tg.children_cpu_ns
         tg.state = "X"
         self.pidns.groups.pop(tg.tgid, None)
 

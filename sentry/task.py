@@ -135,6 +135,8 @@ class ThreadGroup:
         self.envp: list[bytes] = []
         self.start_ns = 0
         self.subreaper = False
+        self.cpu_ns = 0           # CPU time, taken when it exits
+        self.children_cpu_ns = 0  # of reaped children and their reaped children
 
     @property
     def leader(self) -> "Task | None":

@@ -12,6 +12,7 @@ import psutil
 from vfs.inode import fserr
 
 from .. import futex
+from .time import process_cpu_ns, thread_cpu_ns
 from .table import PARTIAL, syscall, unimplemented
 from .util import s32
 
@@ -126,12 +127,19 @@ def sys_setrlimit(k, t, res, rlim, *_):
     return 0
 
 
-@syscall("getrusage", support=PARTIAL, note="CPU times are the sentry's view; other fields zero")
+@syscall("getrusage", support=PARTIAL, note="CPU time is counted as user time; other fields zero")
 def sys_getrusage(k, t, who, usage, *_):
-    if s32(who) not in (0, -1, 1):
+    who = s32(who)
+    if who == 0:      # RUSAGE_SELF
+        ns = process_cpu_ns(t.tg)
+    elif who == -1:   # RUSAGE_CHILDREN: waited-for descendants
+        ns = t.tg.children_cpu_ns
+    elif who == 1:    # RUSAGE_THREAD
+        ns = thread_cpu_ns(t)
+    else:
         raise fserr(errno.EINVAL)
-    ns = time.monotonic_ns() - t.tg.start_ns
-    t.thread.write(usage, struct.pack("<qq", 0, 0) + struct.pack("<qq", ns // 10**9, (ns % 10**9) // 1000) + bytes(112))
+    utime = struct.pack("<qq", ns // 10**9, (ns % 10**9) // 1000)
+    t.thread.write(usage, utime + bytes(144 - len(utime)))
     return 0
 
 
