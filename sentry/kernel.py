@@ -30,7 +30,7 @@ from .syscalls import table
 from .syscalls.time import process_cpu_ns
 from .task import (ZOMBIE, Credentials, FSContext, PIDNamespace, SignalHandlers,
                    Task, ThreadGroup)
-from . import signals
+from . import itimer, signals
 from .signals import ERESTARTSYS
 from .waiter import Block
 
@@ -54,6 +54,17 @@ class Parked:
         self.callback = None
         self.timed_out = False
         self.timer = None
+
+
+class KernelTimer:
+    """A timer of the kernel's own (itimers, POSIX timers); shares the
+    heap with parked tasks' deadlines."""
+    __slots__ = ("callback", "timer", "timed_out")
+
+    def __init__(self, callback):
+        self.callback = callback
+        self.timer = None
+        self.timed_out = False
 
 
 def _crash_handler(k, t, *args):
@@ -320,6 +331,22 @@ class Kernel:
         for fd, events in b.host_fds:
             self.host_waits.setdefault(fd, []).append((events, rec))
 
+    def add_timer(self, deadline_ns: int, callback) -> "KernelTimer":
+        """Call callback() at the monotonic deadline (from the loop)."""
+        kt = KernelTimer(callback)
+        kt.timer = (deadline_ns, next(self._seq), kt)
+        heapq.heappush(self.timers, kt.timer)
+        return kt
+
+    def cancel_timer(self, kt: "KernelTimer") -> None:
+        if kt.timer is not None:
+            try:
+                self.timers.remove(kt.timer)
+                heapq.heapify(self.timers)
+            except ValueError:
+                pass
+            kt.timer = None
+
     def _unpark(self, rec: Parked) -> None:
         rec.task.parked = None
         for q in rec.block.queues:
@@ -343,6 +370,7 @@ class Kernel:
         rec = t.parked
         if rec is None or not rec.block.interruptible:
             return False
+        t.sigwait_set = 0
         self._unpark(rec)
         if rec.block.interrupt_result is not None:
             result = rec.block.interrupt_result
@@ -474,6 +502,7 @@ class Kernel:
         tg.exiting = True
         tg.exit_status = wait_status
         tg.cpu_ns = process_cpu_ns(tg)  # while its host process still exists
+        itimer.cancel_all(tg)
         host_pid = tg.tasks[0].thread.pid if tg.tasks else None
         for t in list(tg.tasks):
             if t.parked is not None:

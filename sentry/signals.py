@@ -52,6 +52,10 @@ def send_signal_to_group(k, tg, sig: int, from_kernel: bool = False, info: tuple
     tg.signal_info[sig] = info or (sig, 0, SI_KERNEL if from_kernel else SI_USER, 0, 0)
     k.signals_pending += 1
     for t in tg.tasks:
+        if t.sigwait_set & bit(sig):  # sigtimedwait takes it, blocked or not
+            t.sigwait_queue.notify()
+            return
+    for t in tg.tasks:
         if not t.sigmask & bit(sig):
             wake_for_signal(k, t, act)
             break
@@ -72,7 +76,9 @@ def send_signal_to_task(k, t, sig: int, info: tuple | None = None) -> None:
     t.pending_signals |= bit(sig)
     tg.signal_info[sig] = info or (sig, 0, SI_TKILL, 0, 0)
     k.signals_pending += 1
-    if not t.sigmask & bit(sig):
+    if t.sigwait_set & bit(sig):
+        t.sigwait_queue.notify()
+    elif not t.sigmask & bit(sig):
         wake_for_signal(k, t, act)
 
 
@@ -90,6 +96,23 @@ def next_signal(t) -> int:
     if not pending:
         return 0
     return (pending & -pending).bit_length()
+
+
+def dequeue(t, mask: int):
+    """Take the lowest pending signal in mask (thread's first, then the
+    process's); returns (sig, info) or None."""
+    for holder in (t, t.tg):
+        pending = holder.pending_signals & mask
+        if pending:
+            sig = (pending & -pending).bit_length()
+            holder.pending_signals &= ~bit(sig)
+            return sig, t.tg.signal_info.pop(sig, (sig, 0, SI_USER, 0, 0))
+    return None
+
+
+def encode_siginfo(info) -> bytes:
+    signo, errno_, code, a, b = info
+    return struct.pack("<iii4xQQ", signo, errno_, code, a, b).ljust(128, b"\0")
 
 
 def deliver_pending(k, t, regs) -> bool:
@@ -142,9 +165,7 @@ def _setup_frame(k, t, regs, sig, act, info) -> None:
     uc = UCONTEXT.pack(0, 0, ss_sp, (SS_ONSTACK if on_alt else 0) | (ss_flags & SS_DISABLE), ss_size,
                        *mregs, regs.cs, regs.gs, regs.fs, regs.ss, 0, 0, old_mask & 0xFFFFFFFF, 0,
                        fp_addr, *([0] * 8), old_mask)
-    signo, errno_, code, a, b = info
-    raw_info = struct.pack("<iii4xQQ", signo, errno_, code, a, b).ljust(128, b"\0")
-    thread.write(sp, struct.pack("<Q", act.restorer) + uc + raw_info)
+    thread.write(sp, struct.pack("<Q", act.restorer) + uc + encode_siginfo(info))
     t.xstate_len = xlen if xlen > 0 else 0
     regs.rdi, regs.rsi, regs.rdx, regs.rax = sig, info_addr, uc_addr, 0
     regs.rsp, regs.rip = sp, act.handler

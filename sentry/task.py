@@ -136,6 +136,7 @@ class ThreadGroup:
         self.start_ns = 0
         self.subreaper = False
         self.cpu_ns = 0           # CPU time, taken when it exits
+        self.itimers = None       # sentry.itimer timers, made on first use
         self.children_cpu_ns = 0  # of reaped children and their reaped children
 
     @property
@@ -146,7 +147,8 @@ class ThreadGroup:
 class Task:
     __slots__ = ("tid", "tg", "thread", "sigmask", "comm", "clear_child_tid",
                  "robust_list", "parked", "alive", "syscall_nr", "syscall_args",
-                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "syscall_start_ns", "saved_sigmask", "__weakref__")
+                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "syscall_start_ns", "saved_sigmask", "sigwait_set", "sigwait_queue",
+                 "__weakref__")
 
     def __init__(self, tid: int, tg: ThreadGroup, thread):
         self.tid = tid
@@ -166,6 +168,8 @@ class Task:
         self.on_cpu = False  # resumed on the host and not yet stopped again
         self.syscall_start_ns = 0  # when the current syscall first ran (timeouts)
         self.saved_sigmask = None  # mask to restore after a handler (sigsuspend, ppoll)
+        self.sigwait_set = 0  # signals a parked rt_sigtimedwait accepts
+        self.sigwait_queue = WaitQueue()
 
     @property
     def pid(self) -> int:

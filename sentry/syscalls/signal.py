@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import errno
 import struct
+import time
 
-from vfs.inode import fserr
+from vfs.file import O_NONBLOCK, O_RDWR, FileDescription
+from vfs.inode import FileDescriptionImpl, fserr
 
 from .. import signals
 from ..kernel import NORESUME
 from ..waiter import Block, WaitQueue
 from .table import PARTIAL, syscall
-from .util import s32
+from .util import read_timespec_ns, s32
 
 SIGACTION = struct.Struct("<QQQQ")  # handler, flags, restorer, mask
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
@@ -204,3 +206,70 @@ def sys_rt_sigsuspend(k, t, mask_addr, size, *_):
         k.signals_pending += 1
         return -errno.EINTR
     raise Block(_pause_queue, interrupt_result=-errno.EINTR)
+
+
+@syscall("rt_sigtimedwait")
+def sys_rt_sigtimedwait(k, t, set_addr, info, timeout, sigsetsize, *_):
+    if sigsetsize != 8:
+        raise fserr(errno.EINVAL)
+    wanted = struct.unpack("<Q", t.thread.read(set_addr, 8))[0] & ~signals.UNBLOCKABLE
+    got = signals.dequeue(t, wanted)
+    if got is not None:
+        t.sigwait_set = 0
+        sig, siginfo = got
+        if info:
+            t.thread.write(info, signals.encode_siginfo(siginfo))
+        return sig
+    deadline = None
+    if timeout:
+        deadline = t.call_start() + read_timespec_ns(t, timeout)
+        if time.monotonic_ns() >= deadline:
+            t.sigwait_set = 0
+            raise fserr(errno.EAGAIN)
+    t.sigwait_set = wanted  # senders of these signals wake t.sigwait_queue
+    raise Block(t.sigwait_queue, deadline_ns=deadline)
+
+
+# --- pidfds ---
+class PidFD(FileDescriptionImpl):
+    """pidfd_open: names a process; readable once it has exited."""
+    seekable = False
+
+    def __init__(self, tg):
+        self.tg = tg
+
+    def link_name(self) -> bytes:
+        return b"anon_inode:[pidfd]"
+
+    def readiness(self) -> int:
+        return 1 if self.tg.state != "R" else 0
+
+    def wait_queues(self):
+        return (self.tg.parent.child_events,) if self.tg.parent is not None else ()
+
+    def pread(self, size, offset):
+        raise fserr(errno.EINVAL)
+
+
+@syscall("pidfd_open")
+def sys_pidfd_open(k, t, pid, flags, *_):
+    if flags & ~O_NONBLOCK:
+        raise fserr(errno.EINVAL)
+    tg = k.pidns.groups.get(s32(pid))
+    if tg is None or s32(pid) <= 0:
+        raise fserr(errno.ESRCH if s32(pid) > 0 else errno.EINVAL)
+    return t.tg.fdtable.install(FileDescription(PidFD(tg), O_RDWR | flags), cloexec=True)
+
+
+@syscall("pidfd_send_signal", support=PARTIAL, note="the siginfo argument must be NULL")
+def sys_pidfd_send_signal(k, t, pidfd, sig, info, flags, *_):
+    desc = t.tg.fdtable.get(s32(pidfd))
+    if not isinstance(desc.impl, PidFD) or flags or info:
+        raise fserr(errno.EINVAL)
+    sig = s32(sig)
+    if not 0 <= sig <= 64:
+        raise fserr(errno.EINVAL)
+    if desc.impl.tg.state != "R":
+        raise fserr(errno.ESRCH)
+    signals.send_signal_to_group(k, desc.impl.tg, sig)
+    return NORESUME if not t.alive else 0

@@ -9,7 +9,7 @@ import time
 from vfs.inode import fserr
 
 from ..waiter import Block
-from .table import syscall
+from .table import PARTIAL, syscall
 from .util import read_timespec_ns, s32
 
 TIMESPEC = struct.Struct("<qq")
@@ -143,9 +143,48 @@ def sys_times(k, t, buf, *_):
     return ticks
 
 
+TIMEVAL2 = struct.Struct("<qqqq")  # it_interval, it_value (struct timeval each)
+
+
+def _tv_ns(sec: int, usec: int) -> int:
+    if sec < 0 or not 0 <= usec < 10**6:
+        raise fserr(errno.EINVAL)
+    return sec * 10**9 + usec * 1000
+
+
+def _itimerval(it) -> bytes:
+    rem, iv = it.remaining(), it.interval
+    us = lambda ns: (ns // 10**9, (ns % 10**9 + 999) // 1000)  # noqa: E731 round up
+    return TIMEVAL2.pack(*us(iv), *us(rem))
+
+
 @syscall("getitimer")
 def sys_getitimer(k, t, which, value, *_):
+    from .. import itimer
     if which not in (0, 1, 2):
         raise fserr(errno.EINVAL)
-    t.thread.write(value, bytes(32))
+    t.thread.write(value, _itimerval(itimer.itimers(k, t.tg)[which]))
     return 0
+
+
+@syscall("setitimer", support=PARTIAL, note="VIRTUAL and PROF both count all CPU time of the process")
+def sys_setitimer(k, t, which, new, old, *_):
+    from .. import itimer
+    if which not in (0, 1, 2):
+        raise fserr(errno.EINVAL)
+    it = itimer.itimers(k, t.tg)[which]
+    values = TIMEVAL2.unpack(t.thread.read(new, 32)) if new else (0, 0, 0, 0)
+    interval, value = _tv_ns(values[0], values[1]), _tv_ns(values[2], values[3])
+    if old:
+        t.thread.write(old, _itimerval(it))
+    it.set(value, interval)
+    return 0
+
+
+@syscall("alarm")
+def sys_alarm(k, t, seconds, *_):
+    from .. import itimer
+    it = itimer.itimers(k, t.tg)[0]
+    rem = it.remaining()
+    it.set((seconds & 0xFFFFFFFF) * 10**9, 0)
+    return (rem + 500_000_000) // 10**9 if rem else 0
