@@ -7,6 +7,7 @@ import time
 
 from vfs.file import O_NONBLOCK, O_RDWR, FileDescription
 from vfs.inode import FileDescriptionImpl, fserr
+from vfs.proc import TaskDir
 
 from .. import signals
 from ..kernel import NORESUME
@@ -261,15 +262,26 @@ def sys_pidfd_open(k, t, pid, flags, *_):
     return t.tg.fdtable.install(FileDescription(PidFD(tg), O_RDWR | flags), cloexec=True)
 
 
+def _pidfd_target(k, desc):
+    """The process a pidfd names: a pidfd_open fd, or an open /proc/<pid>
+    directory (which Linux also accepts); EBADF for anything else."""
+    if isinstance(desc.impl, PidFD):
+        return desc.impl.tg
+    if isinstance(desc.inode, TaskDir) and desc.inode.ref.tid is None:
+        return k.pidns.groups.get(desc.inode.ref.pid)
+    raise fserr(errno.EBADF)
+
+
 @syscall("pidfd_send_signal", support=PARTIAL, note="the siginfo argument must be NULL")
 def sys_pidfd_send_signal(k, t, pidfd, sig, info, flags, *_):
     desc = t.tg.fdtable.get(s32(pidfd))
-    if not isinstance(desc.impl, PidFD) or flags or info:
+    tg = _pidfd_target(k, desc)
+    if flags or info:
         raise fserr(errno.EINVAL)
     sig = s32(sig)
     if not 0 <= sig <= 64:
         raise fserr(errno.EINVAL)
-    if desc.impl.tg.state != "R":
+    if tg is None or tg.state != "R":
         raise fserr(errno.ESRCH)
-    signals.send_signal_to_group(k, desc.impl.tg, sig)
+    signals.send_signal_to_group(k, tg, sig)
     return NORESUME if not t.alive else 0
