@@ -261,6 +261,7 @@ class Kernel:
         t.syscall_nr = nr
         if not retry:
             t.syscall_start_ns = 0  # set by handlers that time out (see call_start)
+            t.write_done = 0
         self.nsyscalls += 1
         handler = self.handlers[nr] if nr < len(self.handlers) else None
         try:

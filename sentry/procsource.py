@@ -94,6 +94,17 @@ class TaskView:
     def start_time_ns(self) -> int:
         return self._t.tg.start_ns
 
+    def signal_masks(self) -> tuple[int, int, int, int, int]:
+        t = self._t
+        ignored = caught = 0
+        for sig in range(1, 65):
+            handler = t.tg.handlers.actions[sig].handler
+            if handler == 1:
+                ignored |= 1 << (sig - 1)
+            elif handler != 0:
+                caught |= 1 << (sig - 1)
+        return t.pending_signals, t.tg.pending_signals, t.sigmask, ignored, caught
+
 
 class KernelProcSource:
     def __init__(self, kernel):

@@ -147,7 +147,7 @@ class ThreadGroup:
 class Task:
     __slots__ = ("tid", "tg", "thread", "sigmask", "comm", "clear_child_tid",
                  "robust_list", "parked", "alive", "syscall_nr", "syscall_args",
-                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "syscall_start_ns", "saved_sigmask", "sigwait_set", "sigwait_queue",
+                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "syscall_start_ns", "saved_sigmask", "sigwait_set", "sigwait_queue", "write_done",
                  "__weakref__")
 
     def __init__(self, tid: int, tg: ThreadGroup, thread):
@@ -169,6 +169,7 @@ class Task:
         self.syscall_start_ns = 0  # when the current syscall first ran (timeouts)
         self.saved_sigmask = None  # mask to restore after a handler (sigsuspend, ppoll)
         self.sigwait_set = 0  # signals a parked rt_sigtimedwait accepts
+        self.write_done = 0   # bytes a parked blocking write has written so far
         self.sigwait_queue = WaitQueue()
 
     @property

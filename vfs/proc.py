@@ -79,6 +79,10 @@ class ProcTask(Protocol):
 
     def vm_rss_kb(self) -> int: ...
 
+    def signal_masks(self) -> tuple[int, int, int, int, int]:
+        """(thread pending, process pending, blocked, ignored, caught)."""
+        ...
+
     def start_time_ns(self) -> int:
         """CLOCK_MONOTONIC ns when the task started (same clock as
         ProcSource.boot_time_ns)."""
@@ -535,8 +539,8 @@ def render_status(fs: ProcFS, t: ProcTask) -> bytes:
     ] if state != "Z" else []  # a zombie has no mm: Linux omits these lines
     lines += [
         ("Threads", len(t.threads())), ("SigQ", f"0/{SIGPENDING_LIMIT}"),
-        ("SigPnd", "0" * 16), ("ShdPnd", "0" * 16), ("SigBlk", "0" * 16),
-        ("SigIgn", "0" * 16), ("SigCgt", "0" * 16),
+        *[(name, f"{mask:016x}") for name, mask in
+          zip(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"), t.signal_masks())],
         ("CapInh", "0" * 16), ("CapPrm", f"{caps:016x}"), ("CapEff", f"{caps:016x}"),
         ("CapBnd", f"{ALL_CAPS:016x}"), ("CapAmb", "0" * 16),
         ("NoNewPrivs", 0), ("Seccomp", 0), ("Seccomp_filters", 0),

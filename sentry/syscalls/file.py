@@ -66,8 +66,29 @@ def _writable(t, fd):
     return desc
 
 
-def _write_result(k, t, desc, data: bytes) -> int:
-    return _blocking(desc, lambda: desc.write(data))
+def write_all(t, desc, data: bytes) -> int:
+    """write(2) semantics for pipes and sockets: a blocking write returns
+    only when all of data is written (waiting for room as needed), or with
+    the count so far if a signal interrupts it. Progress survives the
+    re-runs of the syscall in t.write_done."""
+    done = t.write_done
+    while True:
+        try:
+            done += desc.write(data[done:] if done else data)
+        except WouldBlock as wb:
+            if desc.nonblocking:
+                t.write_done = 0
+                if done:
+                    return done
+                raise fserr(errno.EAGAIN) from None
+            t.write_done = done
+            if wb.host_fd is not None:
+                raise Block(host_fd=wb.host_fd, host_events=wb.events,
+                            interrupt_result=done or None) from None
+            raise Block(wb.waitable, interrupt_result=done or None) from None
+        if done >= len(data) or desc.impl.seekable:
+            t.write_done = 0
+            return done
 
 
 @syscall("read")
@@ -85,7 +106,7 @@ def sys_write(k, t, fd, buf, count, *_):
     desc = _writable(t, s32(fd))
     count = min(count, CHUNK)
     data = t.thread.read(buf, count) if count else b""
-    return _blocking(desc, lambda: desc.write(data))
+    return write_all(t, desc, data)
 
 
 @syscall("pread64")
@@ -138,7 +159,7 @@ def sys_readv(k, t, fd, iov, iovcnt, *_):
 def sys_writev(k, t, fd, iov, iovcnt, *_):
     desc = _writable(t, s32(fd))
     data = _gather(t, _iovecs(t, iov, iovcnt))
-    return _blocking(desc, lambda: desc.write(data))
+    return write_all(t, desc, data)
 
 
 @syscall("preadv", "preadv2")

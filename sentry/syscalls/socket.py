@@ -10,6 +10,7 @@ from vfs.inode import fserr
 
 from ..unix import SOCK_DGRAM, SOCK_SEQPACKET, SOCK_STREAM, UnixSocket, socketpair
 from ..waiter import Block
+from .file import write_all
 from .table import PARTIAL, syscall
 from .util import s32
 
@@ -89,6 +90,8 @@ def _io(desc, sock, flags, op):
 def _send(k, t, fd, data, flags):
     desc, sock = _sock(t, fd)
     try:
+        if sock.stype == SOCK_STREAM and not flags & MSG_DONTWAIT:
+            return write_all(t, desc, data)  # a blocking stream send sends it all
         return _io(desc, sock, flags, lambda: sock.send(data))
     except OSError as e:
         if e.errno == errno.EPIPE and not flags & MSG_NOSIGNAL:

@@ -160,6 +160,9 @@ class FakeTask:
     def start_time_ns(self):
         return self.start_ns
 
+    def signal_masks(self):
+        return (0, 0, 1 << 1, 1 << 12, 1 << 14)  # blocked SIGINT, ignored SIGPIPE, caught SIGALRM
+
     def path_of(self, loc):
         return self.world.tree.path_of(loc, self.root_loc)
 

@@ -212,6 +212,7 @@ def test_status_values(w):
     assert st["VmStk"] == "132 kB" and st["VmExe"] == "16 kB" and st["VmLib"] == "128 kB"
     assert st["VmData"] == "%d kB" % (8 + 132)  # the binary's data and the heap
     assert st["SigQ"].split("/")[0] == "0"
+    assert (st["SigBlk"], st["SigIgn"], st["SigCgt"]) == ("%016x" % 2, "%016x" % 4096, "%016x" % 16384)
     assert st["Cpus_allowed"] == "3" and st["Cpus_allowed_list"] == "0-1"
     assert fields(w.read(b"/proc/200/status"))["Uid"].split() == ["1000"] * 4
 
