@@ -68,10 +68,9 @@ int pt_getsiginfo(int pid, long *out);
 /* Guest memory. Return bytes copied or -errno. */
 long pt_read(int pid, unsigned long addr, char *buf, unsigned long len);
 long pt_write(int pid, unsigned long addr, const char *buf, unsigned long len);
-/* Index of the first NUL in [addr, addr+max) or -1 (copied into buf). */
-long pt_read_cstr(int pid, unsigned long addr, char *buf, unsigned long max);
-/* The same two through an open /proc/pid/mem (cheaper here than
-   process_vm_readv: no page pinning). */
+/* Reads through an open /proc/pid/mem (cheaper here than process_vm_readv:
+   no page pinning); _cstr returns the index of the first NUL in
+   [addr, addr+max) or -1, the bytes copied into buf. */
 long pt_mem_read(int memfd, unsigned long addr, char *buf, unsigned long len);
 long pt_mem_read_cstr(int memfd, unsigned long addr, char *buf, unsigned long max);
 
@@ -222,25 +221,6 @@ static long pt_write(int pid, unsigned long addr, const char *buf, unsigned long
     return n < 0 ? -errno : n;
 }
 
-static long pt_read_cstr(int pid, unsigned long addr, char *buf, unsigned long max)
-{
-    /* Read page by page: the string may end just before an unmapped page. */
-    unsigned long done = 0;
-    while (done < max) {
-        unsigned long chunk = 4096 - ((addr + done) & 4095);
-        if (chunk > max - done)
-            chunk = max - done;
-        long n = pt_read(pid, addr + done, buf + done, chunk);
-        if (n <= 0)
-            return n < 0 ? n : -EFAULT;
-        char *nul = memchr(buf + done, 0, n);
-        if (nul)
-            return nul - buf;
-        done += n;
-    }
-    return -1;
-}
-
 static long pt_mem_read(int memfd, unsigned long addr, char *buf, unsigned long len)
 {
     long n = pread(memfd, buf, len, (off_t)addr);
@@ -249,6 +229,7 @@ static long pt_mem_read(int memfd, unsigned long addr, char *buf, unsigned long 
 
 static long pt_mem_read_cstr(int memfd, unsigned long addr, char *buf, unsigned long max)
 {
+    /* Page by page: the string may end just before an unmapped page. */
     unsigned long done = 0;
     while (done < max) {
         unsigned long chunk = 4096 - ((addr + done) & 4095);

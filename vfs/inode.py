@@ -218,3 +218,20 @@ class FileDescriptionImpl:
     # Readiness for poll/select/epoll (issue 3 builds on this).
     def readiness(self) -> int:
         return 0x1 | 0x4  # POLLIN | POLLOUT: regular files are always ready
+
+
+class InodeDirImpl(FileDescriptionImpl):
+    """An open directory for callers that open an Inode directly (the VFS
+    core's vfs.ops.DirectoryImpl adds . and ..)."""
+
+    def __init__(self, inode: Inode):
+        self.inode = inode
+
+    def readdir(self) -> list[DirEntry]:
+        return self.inode.readdir()
+
+    def pread(self, size, offset):
+        raise fserr(errno.EISDIR)
+
+    def pwrite(self, data, offset):
+        raise fserr(errno.EISDIR)

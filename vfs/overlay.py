@@ -36,7 +36,7 @@ import stat as S
 import weakref
 
 from .file import O_ACCMODE, O_NOATIME, O_RDONLY, O_TRUNC, O_WRONLY
-from .inode import (DT_CHR, DT_DIR, DirEntry, FileDescriptionImpl, Filesystem, Inode, Stat,
+from .inode import (DT_CHR, DT_DIR, DirEntry, FileDescriptionImpl, Filesystem, Inode, InodeDirImpl, Stat,
                     StatFS, fserr, now_ns)
 from .tmpfs import TmpFS
 
@@ -103,22 +103,6 @@ class OverlayFS(Filesystem):
 
     def upper_ino(self, upper_ino: int) -> int:
         return self.origin.get(upper_ino, UPPER_INO_TAG | upper_ino)
-
-
-class OverlayDirImpl(FileDescriptionImpl):
-    """An open overlay directory for callers that open one directly."""
-
-    def __init__(self, inode: "OverlayInode"):
-        self.inode = inode
-
-    def readdir(self) -> list[DirEntry]:
-        return self.inode.readdir()
-
-    def pread(self, size, offset):
-        raise fserr(errno.EISDIR)
-
-    def pwrite(self, data, offset):
-        raise fserr(errno.EISDIR)
 
 
 class OverlayInode(Inode):
@@ -192,7 +176,7 @@ class OverlayInode(Inode):
 
     def open(self, flags: int) -> FileDescriptionImpl:
         if self.kind == S.S_IFDIR:
-            return OverlayDirImpl(self)
+            return InodeDirImpl(self)
         # like Linux, only regular files are copied up for writing
         if self.kind == S.S_IFREG and (flags & O_ACCMODE != O_RDONLY or flags & O_TRUNC):
             self.copy_up()

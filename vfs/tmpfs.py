@@ -27,7 +27,8 @@ import os
 import stat as S
 
 from .file import O_NOATIME
-from .inode import DirEntry, FileDescriptionImpl, Filesystem, Inode, Stat, StatFS, dtype_of, fserr, now_ns
+from .inode import (DirEntry, FileDescriptionImpl, Filesystem, Inode, InodeDirImpl, Stat, StatFS,
+                    dtype_of, fserr, now_ns)
 
 TMPFS_MAGIC = 0x01021994
 PAGE_SIZE = 4096
@@ -337,23 +338,6 @@ class TmpSpecial(TmpInode):
         super().__init__(fs, mode, uid, gid, rdev if kind in (S.S_IFCHR, S.S_IFBLK) else 0)
 
 
-class TmpDirImpl(FileDescriptionImpl):
-    """An open directory, for callers that open one directly (the core's
-    vfs.ops.DirectoryImpl adds . and ..)."""
-
-    def __init__(self, inode: "TmpDir"):
-        self.inode = inode
-
-    def readdir(self) -> list[DirEntry]:
-        return self.inode.readdir()
-
-    def pread(self, size, offset):
-        raise fserr(errno.EISDIR)
-
-    def pwrite(self, data, offset):
-        raise fserr(errno.EISDIR)
-
-
 class TmpDir(TmpInode):
     """A directory. `parent` is None for the root and for a removed
     directory; rename uses the chain to refuse moving a directory under
@@ -372,8 +356,8 @@ class TmpDir(TmpInode):
     def size(self) -> int:
         return BOGO_DIRENT_SIZE * (2 + len(self.children))
 
-    def open(self, flags: int) -> TmpDirImpl:
-        return TmpDirImpl(self)
+    def open(self, flags: int) -> InodeDirImpl:
+        return InodeDirImpl(self)
 
     # --- reading ---
     def lookup(self, name: bytes) -> TmpInode:
