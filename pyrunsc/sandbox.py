@@ -13,9 +13,11 @@ from platforms.ptrace.platform import PtracePlatform
 from sentry.fdtable import FDTable
 from sentry.kernel import InternalError, Kernel
 from sentry.procsource import KernelProcSource
+from sentry.pty import PtyRegistry
 from sentry.strace import Strace
 from vfs import ops
 from vfs.dev import DevFS, open_device
+from vfs.devpts import DevPtsFS
 from vfs.file import O_RDONLY, O_WRONLY, FileDescription, HostFileImpl
 from vfs.gofer import start_gofer
 from vfs.overlay import OverlayFS
@@ -75,10 +77,12 @@ class Sandbox:
         self.proc_source = KernelProcSource(None)
         tree.mount_path(b"/proc", ProcFS(self.proc_source), MS_NOSUID | MS_NODEV | MS_NOEXEC, "proc")
         tree.mount_path(b"/dev", DevFS(), MS_NOSUID, "devtmpfs")
+        self.ptys = PtyRegistry()
+        tree.mount_path(b"/dev/pts", DevPtsFS(self.ptys), MS_NOSUID | MS_NOEXEC, "devpts")
         tree.mount_path(b"/dev/shm", TmpFS(), MS_NOSUID | MS_NODEV, "shm")
         tree.mount_path(b"/sys", SysFS(os.cpu_count() or 1), MS_NOSUID | MS_NODEV | MS_NOEXEC | 1, "sysfs")
         tree.mount_path(b"/tmp", TmpFS(), MS_NOSUID | MS_NODEV, "tmpfs")
-        ops.device_opener = open_device
+        ops.device_opener = lambda rdev: self.ptys.open(rdev) or open_device(rdev)
         return tree
 
     def _stdio(self) -> FDTable:
@@ -130,6 +134,7 @@ class Sandbox:
             strace = Strace(self._log or sys.stderr) if cfg.strace else None
             self.kernel = Kernel(self.platform, tree, strace=strace, debug_log=self._log)
             self.proc_source.bind(self.kernel)
+            self.ptys.signal_group = self.kernel.signal_process_group
             ctx = PathContext(tree.root, tree.root, Creds())
             cwd = os.fsencode(cfg.cwd or os.getcwd())
             try:

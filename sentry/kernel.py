@@ -554,6 +554,11 @@ class Kernel:
         self.finished = True
         self.platform.close()
 
+    def signal_process_group(self, pgid: int, sig: int) -> None:
+        """A signal to every process of a group (from a terminal)."""
+        for tg in [g for g in self.pidns.groups.values() if g.pgid == pgid and g.state == "R"]:
+            signals.send_signal_to_group(self, tg, sig, from_kernel=True)
+
     # --- terminal foreground group (host stdio tty) ---
     def foreground_pgid(self, t: Task) -> int:
         return self.fg_pgid

@@ -27,6 +27,7 @@ FULL_RDEV = os.makedev(MEM_MAJOR, 7)
 RANDOM_RDEV = os.makedev(MEM_MAJOR, 8)
 URANDOM_RDEV = os.makedev(MEM_MAJOR, 9)
 TTY_RDEV = os.makedev(TTYAUX_MAJOR, 0)
+PTMX_RDEV = os.makedev(TTYAUX_MAJOR, 2)  # opened through the sentry's device opener
 
 # Reads are answered in one piece in the sentry's memory; a bigger request
 # gets a short read (which read(2) allows and callers loop over) instead of
@@ -121,7 +122,7 @@ class DevFS(SyntheticFS):
         root = self._root = StaticDir(self, 0o755)
         for name, rdev in ((b"null", NULL_RDEV), (b"zero", ZERO_RDEV), (b"full", FULL_RDEV),
                            (b"random", RANDOM_RDEV), (b"urandom", URANDOM_RDEV),
-                           (b"tty", TTY_RDEV)):
+                           (b"tty", TTY_RDEV), (b"ptmx", PTMX_RDEV)):
             root.add(name, DeviceNode(self, rdev))
         root.add(b"fd", Symlink(self, b"/proc/self/fd"))
         for n, name in enumerate((b"stdin", b"stdout", b"stderr")):

@@ -277,6 +277,8 @@ def sys_ioctl(k, t, fd, request, arg, *_):
     fd = s32(fd)
     desc = table.get(fd)
     request &= 0xFFFFFFFF
+    if request not in (0x5421, 0x5451, 0x5450) and getattr(desc.impl, "is_pty", False):
+        return desc.impl.tty_ioctl(k, t, request, arg)
     if request == 0x5421:  # FIONBIO
         on = struct.unpack("<i", t.thread.read(arg, 4))[0]
         desc.flags = desc.flags | O_NONBLOCK if on else desc.flags & ~O_NONBLOCK

@@ -1,0 +1,23 @@
+"""Pseudo-terminals: the same pty program natively and in the sandbox."""
+import os
+import subprocess
+
+from conftest import FIXTURES, run_do
+
+SCRIPT = os.path.join(FIXTURES, "pty_sigint.py")
+
+
+def test_pty_line_discipline_signals_and_hangup():
+    native = subprocess.run(["/usr/bin/python3.11", SCRIPT], capture_output=True, timeout=60)
+    r = run_do(["/usr/bin/python3.11", SCRIPT])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == native.stdout
+    assert b"master: EIO" in r.stdout and b"child: hello INT True" in r.stdout
+
+
+def test_devpts_lists_open_ptys():
+    script = ("import os, pty; m, s = pty.openpty(); n = os.ttyname(s); "
+              "print(n, n.split('/')[-1] in os.listdir('/dev/pts'), os.isatty(s))")
+    r = run_do(["/usr/bin/python3.11", "-c", script])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == b"/dev/pts/0 True True\n"
