@@ -181,7 +181,7 @@ class Kernel:
                 if len(ready) == 1 and not (self.woken or self.timers or self.host_waits
                                             or self.signals_pending or plat.pending):
                     t, set_rax, rax, sig = ready[0]
-                    if t.alive and rax != -ERESTARTSYS:
+                    if t.alive and rax != -ERESTARTSYS and not t.tg.stopped:
                         ready.popleft()
                         t.on_cpu = True
                         wpid = pt_step(t.thread.pid, set_rax, rax, SYSEMU, sig, 1, status, out)
@@ -206,8 +206,11 @@ class Kernel:
                     continue
                 fused = None
                 while self.ready:
-                    t, set_rax, rax, sig = self.ready.popleft()
+                    entry = t, set_rax, rax, sig = self.ready.popleft()
                     if not t.alive:
+                        continue
+                    if t.tg.stopped:  # job control: held until SIGCONT
+                        t.tg.held.append(entry)
                         continue
                     if self.signals_pending and (t.pending_signals | t.tg.pending_signals) or \
                             set_rax and rax == -ERESTARTSYS:
@@ -536,11 +539,11 @@ class Kernel:
         act = parent.handlers.actions[SIGCHLD]
         if act.handler == 1 or act.flags & 0x2:  # SIG_IGN or SA_NOCLDWAIT: no zombie
             self.reap(tg)
+            parent.child_events.notify()
         else:
             code = 1 if not tg.exit_status & 0x7F else (3 if tg.exit_status & 0x80 else 2)
             value = (tg.exit_status >> 8) & 0xFF if code == 1 else tg.exit_status & 0x7F
-            signals.send_signal_to_group(self, parent, SIGCHLD, info=(SIGCHLD, 0, code, tg.tgid, value << 32))
-        parent.child_events.notify()
+            self._notify_parent(tg, code, value)
 
     def reap(self, tg: ThreadGroup) -> None:
         if tg.parent is not None and tg in tg.parent.children:
@@ -553,6 +556,36 @@ class Kernel:
         """Kill every guest; used at the end and on internal errors."""
         self.finished = True
         self.platform.close()
+
+    def stop_group(self, tg: ThreadGroup, sig: int) -> None:
+        """Job-control stop: hold every task of tg until SIGCONT."""
+        if tg.stopped or tg.exiting:
+            return
+        tg.stopped, tg.stop_sig = True, sig
+        tg.stop_to_report, tg.cont_to_report = True, False
+        for t in tg.tasks:
+            if t.on_cpu:  # running guest code: make the host stop it
+                lib.pt_tgkill(tg.tasks[0].thread.pid, t.thread.pid, SIGSTOP)
+        self._notify_parent(tg, 5, sig, stop=True)  # CLD_STOPPED
+
+    def continue_group(self, tg: ThreadGroup) -> None:
+        if not tg.stopped:
+            return
+        tg.stopped = False
+        tg.stop_to_report, tg.cont_to_report = False, True
+        self.ready.extend(tg.held)
+        tg.held = []
+        self._notify_parent(tg, 6, 18, stop=True)  # CLD_CONTINUED
+
+    def _notify_parent(self, tg: ThreadGroup, code: int, value: int, stop: bool = False) -> None:
+        parent = tg.parent
+        if parent is None:
+            return
+        act = parent.handlers.actions[SIGCHLD]
+        if not (stop and act.flags & signals.SA_NOCLDSTOP):
+            signals.send_signal_to_group(self, parent, SIGCHLD,
+                                         info=(SIGCHLD, 0, code, tg.tgid, value << 32))
+        parent.child_events.notify()
 
     def signal_process_group(self, pgid: int, sig: int) -> None:
         """A signal to every process of a group (from a terminal)."""

@@ -141,16 +141,25 @@ def _matches(k, waiter: ThreadGroup, child: ThreadGroup, idtype: int, ident: int
 
 
 def wait_child(k, t: Task, idtype: int, ident: int, options: int):
-    """Find a zombie child. Returns (tg, wait status) or None (WNOHANG)."""
+    """Find a child that exited (or stopped/continued, if asked). Returns
+    (tg, wait status) or None (WNOHANG)."""
     tg = t.tg
     kids = [c for c in tg.children if _matches(k, tg, c, idtype, ident)]
     if not kids:
         raise fserr(errno.ECHILD)
     for c in kids:
-        if c.state == ZOMBIE:
+        if c.state == ZOMBIE and options & WEXITED:
             if not options & WNOWAIT:
                 k.reap(c)
             return c, c.exit_status
+        if options & WUNTRACED and c.stopped and c.stop_to_report:
+            if not options & WNOWAIT:
+                c.stop_to_report = False
+            return c, (c.stop_sig << 8) | 0x7F
+        if options & WCONTINUED and c.cont_to_report:
+            if not options & WNOWAIT:
+                c.cont_to_report = False
+            return c, 0xFFFF
     if options & WNOHANG:
         return None
     raise Block(tg.child_events)

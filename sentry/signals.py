@@ -41,8 +41,12 @@ def send_signal_to_group(k, tg, sig: int, from_kernel: bool = False, info: tuple
         k.exit_group(tg, SIGKILL)
         return
     act = tg.handlers.actions[sig]
-    if sig in STOP_SIGNALS and act.handler == SIG_DFL:
-        return  # job-control stops: not yet (issue 3)
+    if sig == SIGCONT:
+        k.continue_group(tg)  # whatever its disposition, SIGCONT resumes
+    if sig in STOP_SIGNALS and (sig == SIGSTOP or act.handler == SIG_DFL):
+        if sig == SIGSTOP or not any(t.sigmask & bit(sig) for t in tg.tasks):
+            k.stop_group(tg, sig)
+        return
     if act.handler == SIG_IGN or (act.handler == SIG_DFL and sig in IGNORED_BY_DEFAULT):
         return
     if act.handler == SIG_DFL and any(not t.sigmask & bit(sig) for t in tg.tasks):

@@ -137,6 +137,12 @@ class ThreadGroup:
         self.subreaper = False
         self.cpu_ns = 0           # CPU time, taken when it exits
         self.itimers = None       # sentry.itimer timers, made on first use
+        # job control: a stopped group's tasks are held, not resumed
+        self.stopped = False
+        self.stop_sig = 0
+        self.held: list = []           # ready entries waiting for SIGCONT
+        self.stop_to_report = False    # for wait4(WUNTRACED)
+        self.cont_to_report = False    # for wait4(WCONTINUED)
         self.children_cpu_ns = 0  # of reaped children and their reaped children
 
     @property

@@ -143,7 +143,11 @@ def sys_waitid(k, t, idtype, ident, infop, options, rusage, *_):
             t.thread.write(infop, bytes(128))
         return 0
     child, status = found
-    if status & 0x7F:
+    if status == 0xFFFF:
+        code, si_status = 6, 18  # CLD_CONTINUED, SIGCONT
+    elif status & 0xFF == 0x7F:
+        code, si_status = 5, status >> 8  # CLD_STOPPED
+    elif status & 0x7F:
         code = 3 if status & 0x80 else 2  # CLD_DUMPED, CLD_KILLED
         si_status = status & 0x7F
     else:

@@ -48,3 +48,11 @@ def test_syscalls_command_lists_every_number():
     assert len(lines) >= 381
     assert any(l.split()[1] == "getpid" and "full" in l for l in lines)
     assert any("unimplemented" in l for l in lines)
+
+
+def test_job_control_stop_continue(cbin):
+    prog = cbin("jobctl")
+    r = run_do([prog])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == native([prog]).stdout
+    assert b"busy: stopped by 19" in r.stdout and b"waitid code 6" in r.stdout

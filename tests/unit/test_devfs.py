@@ -119,8 +119,9 @@ def test_stdio_links_resolve_through_proc_self_fd(w):
 def test_directories_and_listing(w):
     names = w.listdir(b"/dev")
     assert set(names) == {b"null", b"zero", b"full", b"random", b"urandom", b"tty", b"fd",
-                          b"stdin", b"stdout", b"stderr", b"pts", b"shm"}
-    assert b"ptmx" not in names
+                          b"stdin", b"stdout", b"stderr", b"pts", b"shm", b"ptmx"}
+    ptmx = w.loc(b"/dev/ptmx").inode.stat()
+    assert S.S_ISCHR(ptmx.mode) and ptmx.rdev == os.makedev(5, 2)
     assert w.loc(b"/dev/shm").inode.stat().mode & 0o7777 == 0o1777
     assert w.listdir(b"/dev/pts") == [] and w.listdir(b"/dev/shm") == []
     w.tree.mount_path(b"/dev/shm", DevFS())  # the sandbox mounts a tmpfs here
