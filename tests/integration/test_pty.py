@@ -4,12 +4,13 @@ import subprocess
 
 from conftest import FIXTURES, run_do
 
-SCRIPT = os.path.join(FIXTURES, "pty_sigint.py")
+# Passed with -c: the checkout may live under /tmp, which the sandbox hides.
+SCRIPT = open(os.path.join(FIXTURES, "pty_sigint.py")).read()
 
 
 def test_pty_line_discipline_signals_and_hangup():
-    native = subprocess.run(["/usr/bin/python3.11", SCRIPT], capture_output=True, timeout=60)
-    r = run_do(["/usr/bin/python3.11", SCRIPT])
+    native = subprocess.run(["/usr/bin/python3.11", "-c", SCRIPT], capture_output=True, timeout=60)
+    r = run_do(["/usr/bin/python3.11", "-c", SCRIPT])
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout == native.stdout
     assert b"master: EIO" in r.stdout and b"child: hello INT True" in r.stdout
