@@ -260,8 +260,7 @@ class PtyReplica(PtyEnd):
         term = self.term
         if not term.master_open:
             return POLLIN | POLLHUP
-        ready = term.cooked if term.lflag & ICANON else term.cooked
-        return POLLOUT | (POLLIN if ready or term.eof_marks else 0)
+        return POLLOUT | (POLLIN if term.cooked or term.eof_marks else 0)
 
     def wait_queues(self):
         return (self.term.to_replica,)
