@@ -66,7 +66,6 @@ long pt_geteventmsg(int pid);
 int pt_getsiginfo(int pid, long *out);
 
 /* Guest memory. Return bytes copied or -errno. */
-long pt_read(int pid, unsigned long addr, char *buf, unsigned long len);
 long pt_write(int pid, unsigned long addr, const char *buf, unsigned long len);
 /* Reads through an open /proc/pid/mem (cheaper here than process_vm_readv:
    no page pinning); _cstr returns the index of the first NUL in
@@ -205,13 +204,6 @@ static int pt_getsiginfo(int pid, long *out)
     out[2] = (long)si.si_addr;
     out[3] = si.si_status;
     return 0;
-}
-
-static long pt_read(int pid, unsigned long addr, char *buf, unsigned long len)
-{
-    struct iovec local = {buf, len}, remote = {(void *)addr, len};
-    long n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
-    return n < 0 ? -errno : n;
 }
 
 static long pt_write(int pid, unsigned long addr, const char *buf, unsigned long len)

@@ -330,37 +330,39 @@ class Kernel:
         for q in b.queues:
             q.add_waiter(wake)
         if b.deadline_ns is not None:
-            rec.timer = (b.deadline_ns, next(self._seq), rec)
-            heapq.heappush(self.timers, rec.timer)
+            self._push_timer(rec, b.deadline_ns)
         for fd, events in b.host_fds:
             self.host_waits.setdefault(fd, []).append((events, rec))
 
     def add_timer(self, deadline_ns: int, callback) -> "KernelTimer":
         """Call callback() at the monotonic deadline (from the loop)."""
         kt = KernelTimer(callback)
-        kt.timer = (deadline_ns, next(self._seq), kt)
-        heapq.heappush(self.timers, kt.timer)
+        self._push_timer(kt, deadline_ns)
         return kt
 
     def cancel_timer(self, kt: "KernelTimer") -> None:
-        if kt.timer is not None:
+        self._drop_timer(kt)
+
+    # Timer holders (Parked records, KernelTimers) keep their heap entry
+    # in .timer; the loop fires holder.callback() when it is due.
+    def _push_timer(self, holder, deadline_ns: int) -> None:
+        holder.timer = (deadline_ns, next(self._seq), holder)
+        heapq.heappush(self.timers, holder.timer)
+
+    def _drop_timer(self, holder) -> None:
+        if holder.timer is not None:
             try:
-                self.timers.remove(kt.timer)
+                self.timers.remove(holder.timer)
                 heapq.heapify(self.timers)
             except ValueError:
                 pass
-            kt.timer = None
+            holder.timer = None
 
     def _unpark(self, rec: Parked) -> None:
         rec.task.parked = None
         for q in rec.block.queues:
             q.remove_waiter(rec.callback)
-        if rec.timer is not None:
-            try:
-                self.timers.remove(rec.timer)
-                heapq.heapify(self.timers)
-            except ValueError:
-                pass
+        self._drop_timer(rec)
         for fd, _ in rec.block.host_fds:
             lst = [w for w in self.host_waits.get(fd, []) if w[1] is not rec]
             if lst:

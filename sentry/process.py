@@ -113,8 +113,9 @@ def execve(k, t: Task, path: bytes, argv: list[bytes], envp: list[bytes], start=
     except OSError:
         k.exit_group(tg, 9)  # SIGKILL, as Linux does past the point of no return
         return
-    if tg.handlers is not None and any(x is not t for x in tg.tasks):
-        tg.handlers = tg.handlers.copy()
+    # the new image's actions are its own, even if the old ones were shared
+    # (CLONE_SIGHAND without CLONE_THREAD)
+    tg.handlers = tg.handlers.copy()
     tg.handlers.reset_for_exec()
     tg.fdtable.on_exec()
     t.sigaltstack = (0, 2, 0)

@@ -96,12 +96,6 @@ class PtraceThread(P.GuestThread):
             raise OSError(errno.EFAULT, "bad address")
         return ffi.buffer(buf, n)[:]
 
-    def read_some(self, addr: int, size: int) -> bytes:
-        """As much of [addr, addr+size) as is mapped from the start."""
-        buf = ffi.new("char[]", size)
-        n = lib.pt_read(self.pid, addr, buf, size)
-        return ffi.buffer(buf, n)[:] if n > 0 else b""
-
     def write(self, addr: int, data: bytes) -> None:
         if not data:
             return
