@@ -11,6 +11,7 @@ import errno
 import struct
 import time
 
+from platforms.ptrace.platform import GuestGone
 from vfs.inode import fserr
 
 from .syscalls.util import read_timespec_ns
@@ -143,3 +144,40 @@ def clear_child_tid(k, t) -> None:
     except OSError:
         return
     wake(k, t, addr, 1)
+
+
+FUTEX_WAITERS, FUTEX_OWNER_DIED, FUTEX_TID_MASK = 0x80000000, 0x40000000, 0x3FFFFFFF
+ROBUST_LIST_LIMIT = 2048  # as Linux: a looping list cannot hold the kernel
+
+
+def exit_robust_list(k, t) -> None:
+    """At thread death: every robust mutex it still holds is marked
+    OWNER_DIED and one waiter is woken, so the next locker gets EOWNERDEAD.
+    The list lives in guest memory; a corrupt one is abandoned quietly."""
+    head, _ = t.robust_list
+    if not head:
+        return
+    t.robust_list = (0, 0)
+    try:
+        entry, offset, pending = struct.unpack("<QqQ", t.thread.read(head, 24))
+        seen = 0
+        while entry != head and seen < ROBUST_LIST_LIMIT:
+            nxt = struct.unpack("<Q", t.thread.read(entry & ~1, 8))[0]
+            if entry != pending:
+                _owner_died(k, t, (entry & ~1) + offset)
+            entry, seen = nxt, seen + 1
+        if pending:
+            _owner_died(k, t, (pending & ~1) + offset)
+    except (OSError, GuestGone):
+        return
+
+
+def _owner_died(k, t, addr: int) -> None:
+    if addr & 3:
+        return
+    word = U32.unpack(t.thread.read(addr, 4))[0]
+    if word & FUTEX_TID_MASK != t.tid:
+        return
+    t.thread.write(addr, U32.pack((word & FUTEX_WAITERS) | FUTEX_OWNER_DIED))
+    if word & FUTEX_WAITERS:
+        wake(k, t, addr, 1)

@@ -30,7 +30,7 @@ from .syscalls import table
 from .syscalls.time import process_cpu_ns
 from .task import (ZOMBIE, Credentials, FSContext, PIDNamespace, SignalHandlers,
                    Task, ThreadGroup)
-from . import itimer, signals
+from . import futex, itimer, signals
 from .signals import ERESTARTSYS
 from .waiter import Block
 
@@ -312,7 +312,9 @@ class Kernel:
                 regs.rip -= 2
             else:
                 regs.rax = (-errno.EINTR) & 0xFFFFFFFFFFFFFFFF
-        signals.deliver_pending(self, t, regs)
+        if not signals.deliver_pending(self, t, regs) and t.saved_sigmask is not None:
+            # a call that swapped the mask (ppoll, sigsuspend) ended without a handler
+            t.sigmask, t.saved_sigmask = t.saved_sigmask, None
         if t.alive:
             t.thread.set_regs(regs)
         return 0, 0
@@ -380,6 +382,11 @@ class Kernel:
         self._unpark(rec)
         if rec.block.interrupt_result is not None:
             result = rec.block.interrupt_result
+        if rec.block.on_interrupt is not None:
+            try:
+                rec.block.on_interrupt(t)
+            except OSError as e:  # e.g. nanosleep's rem pointer is bad
+                result = -(e.errno or errno.EFAULT)
         if self.strace:
             self.strace.done(t, rec.nr, rec.args, result)
         self.ready.append((t, 1, result, 0))
@@ -492,8 +499,8 @@ class Kernel:
         if len(live) <= 1:
             self.exit_group(tg, (code & 0xFF) << 8)
             return
-        from .futex import clear_child_tid
-        clear_child_tid(self, t)
+        futex.exit_robust_list(self, t)
+        futex.clear_child_tid(self, t)
         # make the host thread alone exit: exit(2) at the gadget
         regs = t.thread.get_regs()
         from platforms.ptrace.stub import GADGET
@@ -510,6 +517,9 @@ class Kernel:
         tg.cpu_ns = process_cpu_ns(tg)  # while its host process still exists
         itimer.cancel_all(tg)
         host_pid = tg.tasks[0].thread.pid if tg.tasks else None
+        for t in tg.tasks:  # while the memory is there (mutexes in shared memory)
+            if t.robust_list[0]:
+                futex.exit_robust_list(self, t)
         for t in list(tg.tasks):
             if t.parked is not None:
                 self._unpark(t.parked)
@@ -528,12 +538,14 @@ class Kernel:
             self.exit_status = tg.exit_status
             self.finished = True
             return
-        reaper = self.init_tg
+        reaper = self._new_reaper(tg)
         for child in tg.children:
             child.parent = reaper
             reaper.children.append(child)
             if child.state == ZOMBIE:
                 reaper.child_events.notify()
+            elif child.pdeathsig:
+                signals.send_signal_to_group(self, child, child.pdeathsig, from_kernel=True)
         tg.children = []
         parent = tg.parent
         if parent is None:
@@ -546,6 +558,16 @@ class Kernel:
             code = 1 if not tg.exit_status & 0x7F else (3 if tg.exit_status & 0x80 else 2)
             value = (tg.exit_status >> 8) & 0xFF if code == 1 else tg.exit_status & 0x7F
             self._notify_parent(tg, code, value)
+
+    def _new_reaper(self, tg: ThreadGroup) -> ThreadGroup:
+        """Who adopts tg's children: the nearest living ancestor that asked
+        to (PR_SET_CHILD_SUBREAPER), else pid 1."""
+        p = tg.parent
+        while p is not None and p is not self.init_tg:
+            if p.subreaper and not p.exiting:
+                return p
+            p = p.parent
+        return self.init_tg
 
     def reap(self, tg: ThreadGroup) -> None:
         if tg.parent is not None and tg in tg.parent.children:

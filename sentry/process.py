@@ -14,6 +14,7 @@ import time
 from platforms.ptrace.platform import NR_CLONE
 from vfs.inode import fserr
 
+from . import futex
 from .loader import exec as loader
 from .mm.mm import MemoryManager
 from .task import ZOMBIE, Task, ThreadGroup
@@ -38,6 +39,7 @@ def clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int) ->
         raise fserr(errno.EINVAL)
     if flags & CLONE_SIGHAND and not flags & CLONE_VM:
         raise fserr(errno.EINVAL)
+    _check_nproc(k, t)
     parent_thread = t.thread
     regs = parent_thread.get_regs()
     host_flags = flags & (CLONE_VM | CLONE_THREAD | CLONE_SIGHAND)
@@ -73,6 +75,7 @@ def clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int) ->
         tg.pgid, tg.sid = ptg.pgid, ptg.sid
         tg.rlimits = dict(ptg.rlimits)
         tg.exe, tg.argv, tg.envp = ptg.exe, ptg.argv, ptg.envp
+        tg.no_new_privs = ptg.no_new_privs
         tg.start_ns = time.monotonic_ns()
         (tg.parent or k.init_tg).children.append(tg)
     child = Task(tid, tg, child_thread)
@@ -93,6 +96,22 @@ def clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int) ->
     return tid
 
 
+RLIMIT_NPROC = 6
+DEFAULT_NPROC = 4096
+
+
+def _check_nproc(k, t: Task) -> None:
+    """RLIMIT_NPROC counts the tasks (threads too) of the caller's real
+    uid. Departure: the sandbox's root is bound by it as well, so a guest
+    spawning without bound gets EAGAIN instead of exhausting the host."""
+    soft = t.tg.rlimits.get(RLIMIT_NPROC, (DEFAULT_NPROC,))[0]
+    if len(k.pidns.tasks) < soft:
+        return
+    uid = t.tg.creds.uid
+    if sum(1 for x in k.pidns.tasks.values() if x.tg.creds.uid == uid) >= soft:
+        raise fserr(errno.EAGAIN)
+
+
 def execve(k, t: Task, path: bytes, argv: list[bytes], envp: list[bytes], start=None) -> None:
     """Replace t's process image. Errors before the point of no return
     raise OSError; after it the process is killed on failure."""
@@ -101,7 +120,9 @@ def execve(k, t: Task, path: bytes, argv: list[bytes], envp: list[bytes], start=
     tg = t.tg
     # Other threads die first (de_thread); the host exec kills them too.
     for other in [x for x in tg.tasks if x is not t]:
+        futex.exit_robust_list(k, other)
         k._bury(other)
+    futex.exit_robust_list(k, t)
     r = t.thread.exec_stub()
     if r < 0:
         raise fserr(-r)

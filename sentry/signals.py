@@ -114,6 +114,29 @@ def dequeue(t, mask: int):
     return None
 
 
+def with_call_mask(k, t, mask_addr: int, size: int, run):
+    """ppoll, pselect6, epoll_pwait: run the call with the guest's mask in
+    place of t's. The old mask returns when the call does, or, if a signal
+    ends it, when that signal's handler returns (its frame saves the old one)."""
+    if not mask_addr:
+        return run()
+    if size != 8:
+        return -errno.EINVAL
+    mask = struct.unpack("<Q", t.thread.read(mask_addr, 8))[0]
+    if t.saved_sigmask is None:
+        t.saved_sigmask = t.sigmask
+    t.sigmask = mask & ~UNBLOCKABLE
+    if next_signal(t):
+        return -errno.EINTR
+    try:
+        r = run()
+    except OSError:
+        t.sigmask, t.saved_sigmask = t.saved_sigmask, None
+        raise
+    t.sigmask, t.saved_sigmask = t.saved_sigmask, None
+    return r
+
+
 def encode_siginfo(info) -> bytes:
     signo, errno_, code, a, b = info
     return struct.pack("<iii4xQQ", signo, errno_, code, a, b).ljust(128, b"\0")

@@ -135,6 +135,9 @@ class ThreadGroup:
         self.envp: list[bytes] = []
         self.start_ns = 0
         self.subreaper = False
+        self.pdeathsig = 0        # signal sent when the parent exits (prctl)
+        self.dumpable = 1
+        self.no_new_privs = False
         self.cpu_ns = 0           # CPU time, taken when it exits
         self.itimers = None       # sentry.itimer timers, made on first use
         # job control: a stopped group's tasks are held, not resumed

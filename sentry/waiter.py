@@ -41,7 +41,7 @@ class Block(Exception):
     def __init__(self, *queues: WaitQueue, deadline_ns: int | None = None,
                  host_fd: int | None = None, host_events: int = 0, on_timeout=None,
                  result=None, host_fds: tuple = (), interruptible: bool = True,
-                 interrupt_result: int | None = None):
+                 interrupt_result: int | None = None, on_interrupt=None):
         super().__init__()
         self.queues = queues
         self.deadline_ns = deadline_ns
@@ -51,5 +51,6 @@ class Block(Exception):
         self.result = result          # if set: the syscall is done, wake returns this
         self.interruptible = interruptible        # may a signal end the wait?
         self.interrupt_result = interrupt_result  # what it then returns (None: EINTR/restart)
+        self.on_interrupt = on_interrupt          # called with the task when a signal ends it
         # every host fd to poll: ((fd, events), ...)
         self.host_fds = tuple(host_fds) + (((host_fd, host_events),) if host_fd is not None else ())

@@ -9,6 +9,7 @@ from vfs.file import O_CLOEXEC, O_NONBLOCK, O_RDWR, FileDescription
 from vfs.inode import fserr
 
 from ..events import EventFD, EventPoll
+from ..signals import with_call_mask
 from ..waiter import Block
 from .table import PARTIAL, syscall
 from .util import read_timespec_ns, s32
@@ -72,7 +73,8 @@ def _wait(k, t, epfd, events_addr, maxevents, timeout_ns):
         if ready:
             t.thread.write(events_addr, b"".join(EPOLL_EVENT.pack(ev, data) for ev, data in ready))
         return len(ready)
-    raise Block(*ep.wait_queues(), host_fds=ep.host_fds(), deadline_ns=deadline)
+    raise Block(*ep.wait_queues(), host_fds=ep.host_fds(), deadline_ns=deadline,
+                interrupt_result=-errno.EINTR)  # never restarted
 
 
 def _ms(timeout):
@@ -85,14 +87,14 @@ def sys_epoll_wait(k, t, epfd, events, maxevents, timeout, *_):
     return _wait(k, t, epfd, events, maxevents, _ms(timeout))
 
 
-@syscall("epoll_pwait", support=PARTIAL, note="the signal mask argument is ignored")
-def sys_epoll_pwait(k, t, epfd, events, maxevents, timeout, *_):
-    return _wait(k, t, epfd, events, maxevents, _ms(timeout))
+@syscall("epoll_pwait")
+def sys_epoll_pwait(k, t, epfd, events, maxevents, timeout, sigmask, size):
+    return with_call_mask(k, t, sigmask, size, lambda: _wait(k, t, epfd, events, maxevents, _ms(timeout)))
 
 
-@syscall("epoll_pwait2", support=PARTIAL, note="the signal mask argument is ignored")
-def sys_epoll_pwait2(k, t, epfd, events, maxevents, tsp, *_):
+@syscall("epoll_pwait2")
+def sys_epoll_pwait2(k, t, epfd, events, maxevents, tsp, sigmask, size):
     ns = None
     if tsp:
         ns = read_timespec_ns(t, tsp)
-    return _wait(k, t, epfd, events, maxevents, ns)
+    return with_call_mask(k, t, sigmask, size, lambda: _wait(k, t, epfd, events, maxevents, ns))

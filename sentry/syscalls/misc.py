@@ -220,14 +220,29 @@ def sys_prctl(k, t, option, arg2, *_):
     if option == PR_GET_NAME:
         t.thread.write(arg2, t.comm[:15].ljust(16, b"\0"))
         return 0
-    if option in (PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS):
+    if option == PR_SET_PDEATHSIG:
+        if not 0 <= arg2 <= 64:
+            raise fserr(errno.EINVAL)
+        t.tg.pdeathsig = arg2
         return 0
-    if option in (PR_GET_DUMPABLE,):
-        return 1
     if option == PR_GET_PDEATHSIG:
-        t.thread.write(arg2, bytes(4))
+        t.thread.write(arg2, struct.pack("<i", t.tg.pdeathsig))
         return 0
-    if option == PR_GET_NO_NEW_PRIVS or option == PR_GET_SECCOMP:
+    if option == PR_SET_DUMPABLE:
+        if arg2 not in (0, 1):
+            raise fserr(errno.EINVAL)
+        t.tg.dumpable = arg2
+        return 0
+    if option == PR_GET_DUMPABLE:
+        return t.tg.dumpable
+    if option == PR_SET_NO_NEW_PRIVS:
+        if arg2 != 1:
+            raise fserr(errno.EINVAL)
+        t.tg.no_new_privs = True  # the whole sandbox runs with it anyway
+        return 0
+    if option == PR_GET_NO_NEW_PRIVS:
+        return int(t.tg.no_new_privs)
+    if option == PR_GET_SECCOMP:
         return 0
     if option == PR_CAPBSET_READ:
         return 1 if arg2 <= 40 else -errno.EINVAL

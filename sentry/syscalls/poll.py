@@ -12,8 +12,9 @@ import time
 
 from vfs.inode import fserr
 
+from ..signals import with_call_mask
 from ..waiter import Block
-from .table import PARTIAL, syscall
+from .table import syscall
 from .util import read_timespec_ns, s32
 
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 1, 2, 4, 8, 16, 32
@@ -43,7 +44,8 @@ def _block_for(descs, deadline_ns):
         more = getattr(desc.impl, "host_fds", None)  # an epoll watching host fds
         if more is not None:
             host.extend(more())
-    return Block(*queues, host_fds=host, deadline_ns=deadline_ns)
+    # a handled signal ends a wait for readiness with EINTR, never a restart
+    return Block(*queues, host_fds=host, deadline_ns=deadline_ns, interrupt_result=-errno.EINTR)
 
 
 def _do_poll(k, t, fds_addr, nfds, deadline_ns):
@@ -84,12 +86,13 @@ def sys_poll(k, t, fds, nfds, timeout, *_):
     return _do_poll(k, t, fds, nfds, _timeout_deadline(t, None if ms < 0 else ms * 1_000_000))
 
 
-@syscall("ppoll", support=PARTIAL, note="the signal mask argument is ignored")
+@syscall("ppoll")
 def sys_ppoll(k, t, fds, nfds, tsp, sigmask, sigsetsize, *_):
     ns = None
     if tsp:
         ns = read_timespec_ns(t, tsp)
-    return _do_poll(k, t, fds, nfds, _timeout_deadline(t, ns))
+    return with_call_mask(k, t, sigmask, sigsetsize,
+                          lambda: _do_poll(k, t, fds, nfds, _timeout_deadline(t, ns)))
 
 
 def _do_select(k, t, nfds, rset, wset, eset, deadline_ns):
@@ -136,9 +139,13 @@ def sys_select(k, t, nfds, rset, wset, eset, tvp, *_):
     return _do_select(k, t, nfds, rset, wset, eset, _timeout_deadline(t, ns))
 
 
-@syscall("pselect6", support=PARTIAL, note="the signal mask argument is ignored")
-def sys_pselect6(k, t, nfds, rset, wset, eset, tsp, *_):
+@syscall("pselect6")
+def sys_pselect6(k, t, nfds, rset, wset, eset, tsp, sig_arg, *_):
     ns = None
     if tsp:
         ns = read_timespec_ns(t, tsp)
-    return _do_select(k, t, nfds, rset, wset, eset, _timeout_deadline(t, ns))
+    mask_addr = size = 0
+    if sig_arg:  # struct { const sigset_t *ss; size_t ss_len; }
+        mask_addr, size = struct.unpack("<QQ", t.thread.read(sig_arg, 16))
+    return with_call_mask(k, t, mask_addr, size,
+                          lambda: _do_select(k, t, nfds, rset, wset, eset, _timeout_deadline(t, ns)))

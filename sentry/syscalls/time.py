@@ -108,10 +108,17 @@ def sys_time(k, t, tloc, *_):
 
 
 def _sleep_until(k, t, deadline_ns: int, rem_addr: int = 0):
-    """Park until the monotonic deadline; the timer ends the call with 0."""
+    """Park until the monotonic deadline; the timer ends the call with 0.
+    A handled signal ends it with EINTR even under SA_RESTART (Linux's
+    restart block) and, for relative sleeps, stores the time left."""
     if time.monotonic_ns() >= deadline_ns:
         return 0
-    raise Block(deadline_ns=deadline_ns, on_timeout=0)
+
+    def store_remaining(task):
+        left = max(0, deadline_ns - time.monotonic_ns())
+        task.thread.write(rem_addr, TIMESPEC.pack(left // 10**9, left % 10**9))
+    raise Block(deadline_ns=deadline_ns, on_timeout=0, interrupt_result=-errno.EINTR,
+                on_interrupt=store_remaining if rem_addr else None)
 
 
 @syscall("nanosleep")
@@ -121,6 +128,8 @@ def sys_nanosleep(k, t, req, rem, *_):
 
 @syscall("clock_nanosleep")
 def sys_clock_nanosleep(k, t, clock, flags, req, rem, *_):
+    if s32(clock) == 3 or s32(clock) < 0 and s32(clock) & 4:
+        raise fserr(errno.EINVAL)  # a thread's CPU clock cannot be slept on
     return _sleep(k, t, clock, flags, req, rem)
 
 
@@ -131,6 +140,9 @@ def _sleep(k, t, clock, flags, req, rem):
     if flags & TIMER_ABSTIME:
         now = _clock_ns(k, t, clock)
         dur = max(0, dur - now)
+        rem = 0  # absolute sleeps report nothing left
+    else:
+        _clock_ns(k, t, clock)  # EINVAL for an unknown clock
     return _sleep_until(k, t, time.monotonic_ns() + dur, rem)
 
 

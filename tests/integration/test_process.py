@@ -56,3 +56,22 @@ def test_job_control_stop_continue(cbin):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout == native([prog]).stdout
     assert b"busy: stopped by 19" in r.stdout and b"waitid code 6" in r.stdout
+
+
+def test_lifecycle_details(cbin):
+    """Robust mutexes, subreaper, pdeathsig, RLIMIT_NPROC for a user,
+    ppoll/pselect/epoll_pwait masks, nanosleep's remaining time."""
+    prog = cbin("lifecycle", "-pthread")
+    r = run_do([prog])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == native([prog]).stdout
+    assert b"EOWNERDEAD" in r.stdout and b"forked 3 then Resource" in r.stdout
+
+
+def test_unbounded_spawning_hits_nproc(cbin):
+    """Root in the sandbox is bound by RLIMIT_NPROC too: no host exhaustion."""
+    prog = cbin("spawn_unbounded", "-pthread")
+    r = run_do([prog], timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == (b"threads 4095 then Resource temporarily unavailable\n"
+                        b"fork at the limit: Resource temporarily unavailable\n")
