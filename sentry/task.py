@@ -60,24 +60,23 @@ class FSContext:
         return FSContext(self.root, self.cwd, self.umask)
 
 
-@dataclass
 class SigAction:
-    handler: int = 0  # SIG_DFL
-    flags: int = 0
-    restorer: int = 0
-    mask: int = 0
+    __slots__ = ("handler", "flags", "restorer", "mask")
+
+    def __init__(self, handler: int = 0, flags: int = 0, restorer: int = 0, mask: int = 0):
+        self.handler = handler  # 0: SIG_DFL
+        self.flags, self.restorer, self.mask = flags, restorer, mask
 
 
 class SignalHandlers:
     """The 64 signal actions (shared under CLONE_SIGHAND)."""
 
-    def __init__(self):
-        self.actions = [SigAction() for _ in range(65)]
+    def __init__(self, actions=None):
+        self.actions = actions or [SigAction() for _ in range(65)]
 
     def copy(self) -> "SignalHandlers":
-        new = SignalHandlers()
-        new.actions = [copy.copy(a) for a in self.actions]
-        return new
+        # every fork and exec copies: keep it a plain loop (no copy.copy)
+        return SignalHandlers([SigAction(a.handler, a.flags, a.restorer, a.mask) for a in self.actions])
 
     def reset_for_exec(self) -> None:
         # Handled signals revert to default; ignored ones stay ignored.

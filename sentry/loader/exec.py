@@ -7,6 +7,7 @@ Linux's errno; load() runs after the stub exec.
 """
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import stat as S
@@ -64,6 +65,38 @@ def _read_all(loc: Location) -> bytes:
         impl.release()
 
 
+class _ImageCache:
+    """Programs and interpreters read for exec, by (dev, ino), valid while
+    size, mtime and ctime are unchanged (any write changes them). A shell
+    loop execs the same few files over and over; reading each anew
+    through the gofer cost more than the rest of exec."""
+    LIMIT = 256 << 20  # bytes kept
+
+    def __init__(self):
+        self.entries: collections.OrderedDict = collections.OrderedDict()
+        self.size = 0
+
+    def read(self, loc: Location) -> bytes:
+        st = loc.inode.stat()
+        key, stamp = (st.dev, st.ino), (st.size, st.mtime_ns, st.ctime_ns)
+        hit = self.entries.get(key)
+        if hit is not None and hit[0] == stamp:
+            self.entries.move_to_end(key)
+            return hit[1]
+        data = _read_all(loc)
+        if hit is not None:
+            self.size -= len(self.entries.pop(key)[1])
+        if len(data) <= self.LIMIT // 8:
+            self.entries[key] = (stamp, data)
+            self.size += len(data)
+            while self.size > self.LIMIT:
+                self.size -= len(self.entries.popitem(last=False)[1][1])
+        return data
+
+
+_images = _ImageCache()
+
+
 def _open_exec(mounts, ctx, path: bytes, start: Location | None) -> tuple[Location, bytes]:
     loc = mounts.resolve(ctx, path, start=start)
     st = loc.inode.stat()
@@ -71,7 +104,7 @@ def _open_exec(mounts, ctx, path: bytes, start: Location | None) -> tuple[Locati
         raise fserr(errno.EACCES)
     if loc.mount.flags & MS_NOEXEC or not may_access(st, ctx.creds, X_OK):
         raise fserr(errno.EACCES)
-    return loc, _read_all(loc)
+    return loc, _images.read(loc)
 
 
 def _parse_shebang(data: bytes) -> tuple[bytes, bytes | None]:
@@ -125,7 +158,7 @@ def prepare(mounts, ctx, path: bytes, argv: list[bytes], envp: list[bytes],
             iloc = mounts.resolve(ctx, image.interp)
             if not S.S_ISREG(iloc.inode.stat().mode):
                 raise fserr(errno.EACCES)
-            idata = _read_all(iloc)
+            idata = _images.read(iloc)
             if not elf.is_elf(idata):
                 raise fserr(errno.ELIBBAD)
             iimage = elf.parse(idata)
@@ -147,27 +180,38 @@ def _map_image(thread, mm, b: Binary, fixed: bool, hint: int, name: bytes) -> in
         base = mm.mmap(thread, hint, span, 0, MAP_PRIVATE | MAP_ANONYMOUS)
     bias = base - lo
     st = b.loc.inode.stat()
-    # contents, then per-page protections (pages shared by two segments
-    # get both segments' rights, as with Linux's overlapping mappings)
-    prot_of_page: dict[int, int] = {}
+    # contents, then protections per run of pages (a page shared by two
+    # segments gets both segments' rights, as with Linux's overlapping mappings)
+    spans = []
     for seg in img.segments:
         if seg.filesz:
             thread.force_write(bias + seg.vaddr, b.data[seg.offset:seg.offset + seg.filesz])
-        for page in range(page_down(seg.vaddr), page_up(seg.vaddr + seg.memsz), PAGE):
-            prot_of_page[page] = prot_of_page.get(page, 0) | seg.prot
-        start = page_down(seg.vaddr)
-        mm.label(bias + start, bias + page_up(seg.vaddr + seg.memsz), name,
-                 page_down(seg.offset), st.dev, st.ino)
-    pages = sorted(prot_of_page)
-    start = prev = pages[0]
-    for page in pages[1:] + [None]:
-        if page is not None and page == prev + PAGE and prot_of_page[page] == prot_of_page[start]:
-            prev = page
-            continue
-        mm.mprotect(thread, bias + start, prev + PAGE - start, prot_of_page[start])
-        if page is not None:
-            start = prev = page
+        start, end = page_down(seg.vaddr), page_up(seg.vaddr + seg.memsz)
+        spans.append((start, end, seg.prot))
+        mm.label(bias + start, bias + end, name, page_down(seg.offset), st.dev, st.ino)
+    for start, end, prot in _protection_runs(spans):
+        mm.mprotect(thread, bias + start, end - start, prot)
     return bias
+
+
+def _protection_runs(spans):
+    """(start, end, prot) page spans, possibly overlapping -> disjoint runs
+    whose prot is the union of the spans covering them, neighbours with the
+    same prot merged. Pages no span covers stay as mapped (PROT_NONE)."""
+    cuts = sorted({x for s, e, _ in spans for x in (s, e)})
+    runs = []
+    for lo, hi in zip(cuts, cuts[1:]):
+        covering = [p for s, e, p in spans if s <= lo and hi <= e]
+        if not covering:
+            continue
+        prot = 0
+        for p in covering:
+            prot |= p
+        if runs and runs[-1][1] == lo and runs[-1][2] == prot:
+            runs[-1] = (runs[-1][0], hi, prot)
+        else:
+            runs.append((lo, hi, prot))
+    return runs
 
 
 @dataclass

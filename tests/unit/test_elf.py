@@ -74,3 +74,23 @@ def test_empty_shebang_is_enoexec():
     with pytest.raises(OSError) as e:
         _parse_shebang(b"#!   \n")
     assert e.value.errno == errno.ENOEXEC
+
+
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(1, 6), st.sampled_from([1, 2, 3, 4, 5, 7])),
+                min_size=1, max_size=5))
+def test_protection_runs_match_a_page_by_page_model(raw):
+    from sentry.loader.exec import _protection_runs
+    spans = [(s * 4096, (s + n) * 4096, p) for s, n, p in raw]
+    want = {}
+    for s, e, p in spans:
+        for page in range(s, e, 4096):
+            want[page] = want.get(page, 0) | p
+    got = {}
+    runs = _protection_runs(spans)
+    for (s, e, p), nxt in zip(runs, runs[1:] + [None]):
+        assert s < e
+        if nxt is not None:
+            assert e <= nxt[0] and not (e == nxt[0] and p == nxt[2])  # disjoint, merged
+        for page in range(s, e, 4096):
+            got[page] = p
+    assert got == want
