@@ -150,7 +150,8 @@ class Kernel:
         thread = t.thread
         exe_path = self.mounts.path_of(plan.main.loc, tg.fs.root)
         loaded = loader.load(thread, tg.mm, plan, tg.creds, self._vdso(thread.pid),
-                             self.hwcap, self.hwcap2, self.minsigstksz, exe_path)
+                             self.hwcap, self.hwcap2, self.minsigstksz, exe_path,
+                             getattr(self.platform, "images", None))
         regs = thread.get_regs()
         for name in ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
                      "rax", "rcx", "rdx", "rsi", "rdi", "fs_base", "gs_base"):

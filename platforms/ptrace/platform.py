@@ -2,9 +2,9 @@
 at every syscall, which never runs on the host.
 
 Each guest host process starts from pt_spawn (fresh user/pid/mount/net/
-ipc/uts namespaces, an empty read-only root, no host fds but the stub,
-no_new_privs, a seccomp filter allowing only what the sentry injects) and
-execs the stub. The sentry and every guest thread share one CPU: a ptrace
+ipc/uts namespaces, an empty read-only root, no host fds but the stub and
+the image store (images.py), no_new_privs, a seccomp filter allowing only
+what the sentry injects) and execs the stub. The sentry and every guest thread share one CPU: a ptrace
 stop that has to wake another CPU costs five times more here.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 
 from .. import platform as P
 from ._ptrace import ffi, lib
+from .images import ImageStore
 from .stub import GADGET, NULLS, STUB_BASE, STUB_SIZE, stub_memfd
 
 SYSCALL_STOP = 0x80 | 5  # SIGTRAP | 0x80 with PTRACE_O_TRACESYSGOOD
@@ -198,6 +199,7 @@ class PtracePlatform(P.Platform):
         self.cpu = cpu
         self.namespaces = namespaces
         self.stub_fd = stub_memfd()
+        self.images = ImageStore()
         self.allow = ffi.new("unsigned short[]", list(INJECTABLE))
         # Events for pids seen by targeted waits or before they were known.
         self.pending: dict[int, list[int]] = {}
@@ -212,7 +214,7 @@ class PtracePlatform(P.Platform):
 
     # --- process creation ---
     def new_process(self) -> PtraceThread:
-        pid = _check(lib.pt_spawn(self.stub_fd, self.namespaces, -1 if self.cpu is None else self.cpu,
+        pid = _check(lib.pt_spawn(self.stub_fd, self.images.fd, self.namespaces, -1 if self.cpu is None else self.cpu,
                                   self.allow, len(INJECTABLE)), "spawn")
         status = self.wait_for(pid)
         if (status & 0xFF) != 0x7F:
@@ -326,3 +328,4 @@ class PtracePlatform(P.Platform):
                 os.close(fd)
             except OSError:
                 pass
+        self.images.close()

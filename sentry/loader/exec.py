@@ -169,7 +169,7 @@ def prepare(mounts, ctx, path: bytes, argv: list[bytes], envp: list[bytes],
     raise fserr(errno.ELOOP)
 
 
-def _map_image(thread, mm, b: Binary, fixed: bool, hint: int, name: bytes) -> int:
+def _map_image(thread, mm, b: Binary, fixed: bool, hint: int, name: bytes, images) -> int:
     """Map one ELF image; returns the load bias."""
     img = b.image
     lo, hi = img.lo, img.hi
@@ -180,18 +180,51 @@ def _map_image(thread, mm, b: Binary, fixed: bool, hint: int, name: bytes) -> in
         base = mm.mmap(thread, hint, span, 0, MAP_PRIVATE | MAP_ANONYMOUS)
     bias = base - lo
     st = b.loc.inode.stat()
-    # contents, then protections per run of pages (a page shared by two
-    # segments gets both segments' rights, as with Linux's overlapping mappings)
-    spans = []
-    for seg in img.segments:
-        if seg.filesz:
-            thread.force_write(bias + seg.vaddr, b.data[seg.offset:seg.offset + seg.filesz])
-        start, end = page_down(seg.vaddr), page_up(seg.vaddr + seg.memsz)
-        spans.append((start, end, seg.prot))
+    spans = [(page_down(seg.vaddr), page_up(seg.vaddr + seg.memsz), seg.prot) for seg in img.segments]
+    for seg, (start, end, _) in zip(img.segments, spans):
         mm.label(bias + start, bias + end, name, page_down(seg.offset), st.dev, st.ino)
-    for start, end, prot in _protection_runs(spans):
+    store_off = None
+    if images is not None and not _pages_shared(spans):
+        store_off = images.place((st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns), b.data)
+    if store_off is None:
+        _copy_segments(thread, mm, b, bias, spans)
+        return bias
+    # File pages come from the store; pages past the file's part stay the
+    # reservation's anonymous zero pages.
+    anon = []
+    for seg, (start, end, prot) in zip(img.segments, spans):
+        file_end = page_up(seg.vaddr + seg.filesz) if seg.filesz else start
+        if seg.filesz:
+            mm.map_image(thread, bias + start, file_end - start, prot, images.fd_in_guest,
+                         store_off + page_down(seg.offset))
+            if seg.memsz > seg.filesz and (seg.vaddr + seg.filesz) & (PAGE - 1):
+                # the bss starts inside the last file page: zero its tail
+                tail = seg.vaddr + seg.filesz
+                thread.force_write(bias + tail, bytes(page_up(tail) - tail))
+        if end > file_end:
+            anon.append((file_end, end, prot))
+    for start, end, prot in _protection_runs(anon):
         mm.mprotect(thread, bias + start, end - start, prot)
     return bias
+
+
+def _pages_shared(spans) -> bool:
+    """Do two segments touch the same page? Then each page's rights are
+    the union of both, and the copying path handles it."""
+    ordered = sorted(spans)
+    return any(a[1] > b[0] for a, b in zip(ordered, ordered[1:]))
+
+
+def _copy_segments(thread, mm, b: Binary, bias: int, spans) -> None:
+    """Write the file's bytes into the anonymous reservation, then set
+    protections per run of pages (a page shared by two segments gets both
+    segments' rights, as with Linux's overlapping mappings)."""
+    data = memoryview(b.data)
+    for seg in b.image.segments:
+        if seg.filesz:
+            thread.force_write(bias + seg.vaddr, data[seg.offset:seg.offset + seg.filesz])
+    for start, end, prot in _protection_runs(spans):
+        mm.mprotect(thread, bias + start, end - start, prot)
 
 
 def _protection_runs(spans):
@@ -222,14 +255,17 @@ class Loaded:
 
 
 def load(thread, mm, plan: ExecPlan, creds, vdso: int, hwcap: int, hwcap2: int,
-         minsigstksz: int, exe_path: bytes) -> Loaded:
+         minsigstksz: int, exe_path: bytes, images=None) -> Loaded:
+    """Map plan's program (and interpreter) into thread's fresh address
+    space and build its stack. `images` is the platform's image store
+    (None: copy the bytes in)."""
     main = plan.main
     fixed = main.image.type == elf.ET_EXEC
-    bias = _map_image(thread, mm, main, fixed, 0 if fixed else ET_DYN_BASE_HINT, exe_path)
+    bias = _map_image(thread, mm, main, fixed, 0 if fixed else ET_DYN_BASE_HINT, exe_path, images)
     entry = bias + main.image.entry
     interp_base = 0
     if plan.interp is not None:
-        ibias = _map_image(thread, mm, plan.interp, False, 0, plan.interp.path)
+        ibias = _map_image(thread, mm, plan.interp, False, 0, plan.interp.path, images)
         interp_base = ibias + plan.interp.image.lo
         rip = ibias + plan.interp.image.entry
     else:

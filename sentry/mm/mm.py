@@ -1,8 +1,9 @@
 """The sentry's model of one guest address space.
 
 The host kernel holds the page tables: every mapping is made by injecting
-mmap/mprotect/munmap/mremap into a guest thread, always anonymous (the
-guest never gets a host file mapped). File-backed private mappings are
+mmap/mprotect/munmap/mremap into a guest thread, anonymous or private
+views of the platform's image store (never a host file). Program images
+are mapped from the store; other file-backed private mappings are
 anonymous mappings the sentry fills with the file's bytes. The model here
 keeps what the host cannot know: which ranges show which file (for
 /proc/pid/maps), the program break, the stack, and the platform's
@@ -134,6 +135,13 @@ class MemoryManager:
         if label is not None:
             self.label(r, r + length, *label)
         return r
+
+    def map_image(self, thread, addr: int, length: int, prot: int, fd: int, offset: int) -> None:
+        """Map bytes of the platform's image store privately at a fixed
+        address inside a range this mm already holds (exec, file mmap)."""
+        r = thread.inject(NR_MMAP, addr, length, prot, MAP_PRIVATE | MAP_FIXED, fd, offset)
+        if r < 0:
+            raise fserr(-r)
 
     def munmap(self, thread, addr: int, length: int) -> int:
         self._check_range(addr, page_up(length) if length > 0 else 0)

@@ -15,7 +15,7 @@ PROT_MASK = 0x7 | 0x01000000 | 0x02000000  # READ|WRITE|EXEC|GROWSDOWN|GROWSUP
 
 
 @syscall("mmap", support=PARTIAL,
-         note="file mappings are private copies (MAP_SHARED of a file: changes are not written back)")
+         note="private file mappings show the file as it was at first mapping; MAP_SHARED of a file: changes are not written back")
 def sys_mmap(k, t, addr, length, prot, flags, fd, offset):
     mm = t.tg.mm
     kind = flags & MAP_TYPE
@@ -41,10 +41,36 @@ def sys_mmap(k, t, addr, length, prot, flags, fd, offset):
     if desc.location is not None and desc.location.mount.flags & 8 and prot & 4:  # MS_NOEXEC
         raise fserr(errno.EPERM)
     size = page_up(length)
-    contents = desc.impl.pread(size, offset) if offset < st.size else b""
     path = k.mounts.path_of(desc.location, t.tg.fs.root) if desc.location else b""
-    return mm.mmap(t.thread, addr, length, prot, flags, contents=contents,
-                   label=(path, offset, st.dev, st.ino))
+    label = (path, offset, st.dev, st.ino)
+    store = getattr(k.platform, "images", None)
+    shown = min(size, page_up(st.size) - offset)  # pages of the file the mapping shows
+    if kind == MAP_PRIVATE and store is not None and shown >= STORE_MIN and st.size <= STORE_MAX_FILE:
+        off = store.place((st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns),
+                          lambda: _whole_file(desc.impl, st.size), st.size)
+        if off is not None:
+            r = mm.mmap(t.thread, addr, length, prot, flags | MAP_ANONYMOUS, label=label)
+            mm.map_image(t.thread, r, shown, prot, store.fd_in_guest, off + offset)
+            return r
+    contents = desc.impl.pread(size, offset) if offset < st.size else b""
+    return mm.mmap(t.thread, addr, length, prot, flags, contents=contents, label=label)
+
+
+# Private file mappings of at least STORE_MIN bytes (shared libraries, big
+# programs) are views of the platform's image store: the file is read once
+# per sandbox, not once per mapping. Smaller ones are cheaper to copy.
+STORE_MIN, STORE_MAX_FILE = 16 << 10, 64 << 20
+
+
+def _whole_file(impl, size: int) -> bytes:
+    chunks, off = [], 0
+    while off < size:
+        chunk = impl.pread(min(size - off, 4 << 20), off)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        off += len(chunk)
+    return b"".join(chunks)
 
 
 @syscall("munmap")
