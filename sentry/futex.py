@@ -1,9 +1,8 @@
 """Futexes: the sentry's wait queues keyed by (address space, address).
 
 Waiters park in the kernel; FUTEX_WAKE ends their futex call with 0, a
-timeout with ETIMEDOUT, a signal with EINTR. Shared futexes are keyed by
-the address space too, so cross-process futexes on shared memory do not
-meet yet (noted in the syscall table).
+timeout with ETIMEDOUT, a signal with EINTR. Shared futexes in MAP_SHARED
+memory are keyed by the memory itself, so processes sharing it meet.
 """
 from __future__ import annotations
 
@@ -37,13 +36,21 @@ def _table(k) -> dict:
     return k.futexes
 
 
-def _key(t, addr: int):
+def _key(t, addr: int, private: bool = False):
+    """Private futexes, and shared ones in private memory, meet within one
+    address space; shared ones in MAP_SHARED memory meet across processes
+    by what the memory is (the mapping's dev, ino and offset), as Linux
+    keys them by inode and page."""
+    if not private:
+        lab = t.tg.mm.label_at(addr)
+        if lab is not None and lab.shared:
+            return ("shared", lab.dev, lab.ino, lab.offset + (addr - lab.start))
     return (id(t.tg.mm), addr)
 
 
-def wake(k, t, addr: int, count: int, bitset: int = BITSET_ANY, key=None) -> int:
+def wake(k, t, addr: int, count: int, bitset: int = BITSET_ANY, private: bool = False) -> int:
     table = _table(k)
-    key = key or _key(t, addr)
+    key = _key(t, addr, private)
     waiters = table.get(key, [])
     woken = 0
     keep = []
@@ -64,6 +71,7 @@ def wake(k, t, addr: int, count: int, bitset: int = BITSET_ANY, key=None) -> int
 
 def futex(k, t, uaddr, op, val, timeout, uaddr2, val3):
     cmd = op & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME)
+    private = bool(op & FUTEX_PRIVATE_FLAG)
     val &= 0xFFFFFFFF
     if uaddr & 3:
         raise fserr(errno.EINVAL)
@@ -84,20 +92,20 @@ def futex(k, t, uaddr, op, val, timeout, uaddr2, val3):
             else:
                 deadline = ns
         w = Waiter(t, bitset)
-        _table(k).setdefault(_key(t, uaddr), []).append(w)
+        _table(k).setdefault(_key(t, uaddr, private), []).append(w)
         raise Block(w.queue, deadline_ns=deadline, on_timeout=-errno.ETIMEDOUT, result=0)
     if cmd in (FUTEX_WAKE, FUTEX_WAKE_BITSET):
         bitset = BITSET_ANY if cmd == FUTEX_WAKE else val3 & 0xFFFFFFFF
         if not bitset:
             raise fserr(errno.EINVAL)
-        return wake(k, t, uaddr, val, bitset)
+        return wake(k, t, uaddr, val, bitset, private)
     if cmd in (FUTEX_REQUEUE, FUTEX_CMP_REQUEUE):
         if cmd == FUTEX_CMP_REQUEUE and U32.unpack(t.thread.read(uaddr, 4))[0] != val3 & 0xFFFFFFFF:
             raise fserr(errno.EAGAIN)
-        n = wake(k, t, uaddr, val)
+        n = wake(k, t, uaddr, val, private=private)
         limit = timeout & 0xFFFFFFFF  # val2 travels in the timeout slot
         table = _table(k)
-        src, dst = _key(t, uaddr), _key(t, uaddr2)
+        src, dst = _key(t, uaddr, private), _key(t, uaddr2, private)
         moved, rest = [], []
         for w in table.get(src, []):
             (moved if len(moved) < limit and w.queue else rest).append(w)
@@ -109,11 +117,11 @@ def futex(k, t, uaddr, op, val, timeout, uaddr2, val3):
             table.setdefault(dst, []).extend(moved)
         return n + (len(moved) if cmd == FUTEX_CMP_REQUEUE else 0)
     if cmd == FUTEX_WAKE_OP:
-        return _wake_op(k, t, uaddr, val, timeout & 0xFFFFFFFF, uaddr2, val3)
+        return _wake_op(k, t, uaddr, val, timeout & 0xFFFFFFFF, uaddr2, val3, private)
     raise fserr(errno.ENOSYS)
 
 
-def _wake_op(k, t, uaddr, nr_wake, nr_wake2, uaddr2, encoded):
+def _wake_op(k, t, uaddr, nr_wake, nr_wake2, uaddr2, encoded, private):
     op, cmp = (encoded >> 28) & 0xF, (encoded >> 24) & 0xF
     oparg, cmparg = (encoded >> 12) & 0xFFF, encoded & 0xFFF
     if op & 8:
@@ -124,13 +132,13 @@ def _wake_op(k, t, uaddr, nr_wake, nr_wake2, uaddr2, encoded):
     if new is None:
         raise fserr(errno.ENOSYS)
     t.thread.write(uaddr2, U32.pack(new & 0xFFFFFFFF))
-    n = wake(k, t, uaddr, nr_wake)
+    n = wake(k, t, uaddr, nr_wake, private=private)
     ok = {0: old == cmparg, 1: old != cmparg, 2: old < cmparg, 3: old <= cmparg,
           4: old > cmparg, 5: old >= cmparg}.get(cmp)
     if ok is None:
         raise fserr(errno.ENOSYS)
     if ok:
-        n += wake(k, t, uaddr2, nr_wake2)
+        n += wake(k, t, uaddr2, nr_wake2, private=private)
     return n
 
 

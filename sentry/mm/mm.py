@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+import itertools
 from dataclasses import dataclass
 
 from vfs.inode import fserr
@@ -50,6 +51,10 @@ class Label:
     offset: int = 0
     dev: int = 0
     ino: int = 0
+    shared: bool = False  # MAP_SHARED: futex words in it are keyed by (dev, ino, offset)
+
+
+_shared_anon_ino = itertools.count(1 << 20)  # shared anonymous mappings' "/dev/zero" inodes
 
 
 class MemoryManager:
@@ -90,15 +95,16 @@ class MemoryManager:
                 out.append(l)
                 continue
             if l.start < start:
-                out.append(Label(l.start, start, l.name, l.offset, l.dev, l.ino))
+                out.append(Label(l.start, start, l.name, l.offset, l.dev, l.ino, l.shared))
             if l.end > end:
-                out.append(Label(end, l.end, l.name, l.offset + (end - l.start), l.dev, l.ino))
+                out.append(Label(end, l.end, l.name, l.offset + (end - l.start), l.dev, l.ino, l.shared))
         self.labels = out
 
-    def label(self, start: int, end: int, name: bytes, offset: int = 0, dev: int = 0, ino: int = 0) -> None:
+    def label(self, start: int, end: int, name: bytes, offset: int = 0, dev: int = 0, ino: int = 0,
+              shared: bool = False) -> None:
         self._unlabel(start, end)
         i = bisect.bisect([l.start for l in self.labels], start)
-        self.labels.insert(i, Label(start, end, name, offset, dev, ino))
+        self.labels.insert(i, Label(start, end, name, offset, dev, ino, shared))
 
     def label_at(self, addr: int) -> Label | None:
         for l in self.labels:
@@ -120,10 +126,14 @@ class MemoryManager:
             self._check_range(addr, length)
         elif self._overlaps_reserved(page_down(addr), length):
             addr = 0  # a hint into reserved space is ignored, as Linux ignores bad hints
-        kind = flags & MAP_TYPE
-        host_flags = (flags & HOST_FLAGS) | MAP_ANONYMOUS
-        host_flags |= MAP_SHARED if kind in (MAP_SHARED, MAP_SHARED_VALIDATE) and contents is None else MAP_PRIVATE
-        r = thread.inject(NR_MMAP, addr, length, prot, host_flags, -1, 0)
+        shared = (flags & MAP_TYPE) in (MAP_SHARED, MAP_SHARED_VALIDATE)
+        # Shared mappings are shared anonymous memory on the host: a fork
+        # shares it with its parent (a file's copy: writes do not reach the file).
+        host_flags = (flags & HOST_FLAGS) | MAP_ANONYMOUS | (MAP_SHARED if shared else MAP_PRIVATE)
+        # the host refuses forced writes into read-only shared memory:
+        # fill it writable, then drop the write right
+        fill_prot = prot | PROT_WRITE if contents and shared else prot
+        r = thread.inject(NR_MMAP, addr, length, fill_prot, host_flags, -1, 0)
         if r < 0:
             raise fserr(-r)
         if self._overlaps_reserved(r, length):  # cannot happen: the host keeps reserved pages mapped
@@ -132,8 +142,12 @@ class MemoryManager:
         self._unlabel(r, r + length)
         if contents:
             thread.force_write(r, contents)
+            if fill_prot != prot:
+                thread.inject(NR_MPROTECT, r, length, prot)
+        if shared and label is None:  # named as Linux names it in /proc/pid/maps
+            label = (b"/dev/zero (deleted)", 0, 0, next(_shared_anon_ino))
         if label is not None:
-            self.label(r, r + length, *label)
+            self.label(r, r + length, *label, shared=shared)
         return r
 
     def map_image(self, thread, addr: int, length: int, prot: int, fd: int, offset: int) -> None:
@@ -187,7 +201,7 @@ class MemoryManager:
             self._unlabel(old, old + page_up(old_len))
         self._unlabel(r, r + page_up(new_len))
         if lab is not None:
-            self.label(r, r + page_up(new_len), lab.name, lab.offset, lab.dev, lab.ino)
+            self.label(r, r + page_up(new_len), lab.name, lab.offset, lab.dev, lab.ino, lab.shared)
         return r
 
     def set_brk(self, thread, addr: int) -> int:

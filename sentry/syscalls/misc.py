@@ -274,7 +274,8 @@ def sys_get_robust_list(k, t, pid, head_ptr, len_ptr, *_):
     return 0
 
 
-@syscall("futex", support=PARTIAL, note="WAIT/WAKE/REQUEUE/CMP_REQUEUE/WAIT_BITSET/WAKE_BITSET; no PI")
+@syscall("futex", support=PARTIAL, note="WAIT/WAKE/REQUEUE/CMP_REQUEUE/WAKE_OP/WAIT_BITSET/WAKE_BITSET, "
+         "private and shared; no PI (ENOSYS: glibc then refuses PTHREAD_PRIO_INHERIT mutexes with ENOTSUP)")
 def sys_futex(k, t, uaddr, op, val, timeout, uaddr2, val3):
     return futex.futex(k, t, uaddr, op, val, timeout, uaddr2, val3)
 

@@ -15,7 +15,8 @@ PROT_MASK = 0x7 | 0x01000000 | 0x02000000  # READ|WRITE|EXEC|GROWSDOWN|GROWSUP
 
 
 @syscall("mmap", support=PARTIAL,
-         note="private file mappings show the file as it was at first mapping; MAP_SHARED of a file: changes are not written back")
+         note="private file mappings show the file as it was at first mapping; MAP_SHARED of a file "
+              "is shared with forked children, but its changes are not written back")
 def sys_mmap(k, t, addr, length, prot, flags, fd, offset):
     mm = t.tg.mm
     kind = flags & MAP_TYPE

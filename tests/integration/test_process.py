@@ -75,3 +75,45 @@ def test_unbounded_spawning_hits_nproc(cbin):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout == (b"threads 4095 then Resource temporarily unavailable\n"
                         b"fork at the limit: Resource temporarily unavailable\n")
+
+
+def test_shared_futexes_across_processes(cbin):
+    prog = cbin("shared_futex", "-pthread")
+    r = run_do([prog], timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == native([prog]).stdout
+    assert b"woke 1 across processes" in r.stdout and b"child got the semaphore" in r.stdout
+
+
+MULTIPROCESSING = """
+import multiprocessing as mp
+def work(q, lock, n):
+    with lock:
+        q.put(n * n)
+def inc(v):
+    for _ in range(100):
+        with v.get_lock():
+            v.value += 1
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    q, lock = mp.Queue(), mp.Lock()
+    ps = [mp.Process(target=work, args=(q, lock, i)) for i in range(4)]
+    for p in ps: p.start()
+    print(sorted(q.get(timeout=30) for _ in ps))
+    for p in ps: p.join()
+    with mp.Pool(3) as pool:
+        print(pool.map(abs, range(-5, 0)))
+    v = mp.Value("i", 0)
+    ps = [mp.Process(target=inc, args=(v,)) for i in range(3)]
+    for p in ps: p.start()
+    for p in ps: p.join()
+    print(v.value)
+"""
+
+
+def test_python_multiprocessing():
+    """Queues, locks and shared values: semaphores in MAP_SHARED memory."""
+    args = ["/usr/bin/python3.11", "-c", MULTIPROCESSING]
+    r = run_do(args, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == native(args).stdout == b"[0, 1, 4, 9]\n[5, 4, 3, 2, 1]\n300\n"
