@@ -30,7 +30,7 @@ from .syscalls import table
 from .syscalls.time import process_cpu_ns
 from .task import (ZOMBIE, Credentials, FSContext, PIDNamespace, SignalHandlers,
                    Task, ThreadGroup)
-from . import futex, itimer, signals
+from . import futex, itimer, posixtimer, seccomp, signals
 from .signals import ERESTARTSYS
 from .waiter import Block
 
@@ -106,7 +106,6 @@ class Kernel:
         if crash:  # tests of the internal-error path: this handler raises
             self.handlers[table.number(crash)] = _crash_handler
         self.nsyscalls = 0
-        self.signals_pending = 0  # >0 when some task may have a signal to take
         self.fg_pgid = 1
 
     # --- process creation ---
@@ -179,10 +178,10 @@ class Kernel:
             while not self.finished:
                 # Fast path: one task to resume and nothing else to watch:
                 # one C call stores its result, resumes it and waits.
-                if len(ready) == 1 and not (self.woken or self.timers or self.host_waits
-                                            or self.signals_pending or plat.pending):
+                if len(ready) == 1 and not (self.woken or self.timers or self.host_waits or plat.pending):
                     t, set_rax, rax, sig = ready[0]
-                    if t.alive and rax != -ERESTARTSYS and not t.tg.stopped:
+                    if t.alive and rax != -ERESTARTSYS and not t.tg.stopped and \
+                            not (t.pending_signals | t.tg.pending_signals) & ~t.sigmask:
                         ready.popleft()
                         t.on_cpu = True
                         wpid = pt_step(t.thread.pid, set_rax, rax, SYSEMU, sig, 1, status, out)
@@ -213,7 +212,7 @@ class Kernel:
                     if t.tg.stopped:  # job control: held until SIGCONT
                         t.tg.held.append(entry)
                         continue
-                    if self.signals_pending and (t.pending_signals | t.tg.pending_signals) or \
+                    if (t.pending_signals | t.tg.pending_signals) & ~t.sigmask or \
                             set_rax and rax == -ERESTARTSYS:
                         set_rax, rax = self._signal_before_resume(t, set_rax, rax)
                         if not t.alive:
@@ -269,7 +268,10 @@ class Kernel:
         self.nsyscalls += 1
         handler = self.handlers[nr] if nr < len(self.handlers) else None
         try:
-            if handler is None:
+            if t.seccomp is not None and not retry and (r := seccomp.enforce(self, t, nr, args)) is not None:
+                if r is False:  # the filter killed it
+                    return
+            elif handler is None:
                 self.unimplemented[nr] += 1
                 self._log_debug(f"unimplemented syscall {table.name(nr)} ({nr}) from {t}")
                 r = -errno.ENOSYS
@@ -416,7 +418,8 @@ class Kernel:
         now = time.monotonic_ns()
         timeout = None
         if self.timers:
-            timeout = max(0, (self.timers[0][0] - now) // 1_000_000 + 1)
+            # poll() takes an int of ms: far deadlines wait a day at a time
+            timeout = min(max(0, (self.timers[0][0] - now) // 1_000_000 + 1), 86_400_000)
         poller = select.poll()
         poller.register(plat.sigchld_fd, select.POLLIN)
         for fd, waits in self.host_waits.items():
@@ -517,6 +520,7 @@ class Kernel:
         tg.exit_status = wait_status
         tg.cpu_ns = process_cpu_ns(tg)  # while its host process still exists
         itimer.cancel_all(tg)
+        posixtimer.delete_all(tg)
         host_pid = tg.tasks[0].thread.pid if tg.tasks else None
         for t in tg.tasks:  # while the memory is there (mutexes in shared memory)
             if t.robust_list[0]:
@@ -609,7 +613,7 @@ class Kernel:
         act = parent.handlers.actions[SIGCHLD]
         if not (stop and act.flags & signals.SA_NOCLDSTOP):
             signals.send_signal_to_group(self, parent, SIGCHLD,
-                                         info=(SIGCHLD, 0, code, tg.tgid, value << 32))
+                                         info=(SIGCHLD, 0, code, tg.tgid | (tg.creds.uid << 32), value))
         parent.child_events.notify()
 
     def signal_process_group(self, pgid: int, sig: int) -> None:

@@ -14,7 +14,7 @@ import time
 from platforms.ptrace.platform import NR_CLONE
 from vfs.inode import fserr
 
-from . import futex
+from . import futex, posixtimer
 from .loader import exec as loader
 from .mm.mm import MemoryManager
 from .task import ZOMBIE, Task, ThreadGroup
@@ -80,6 +80,7 @@ def clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int) ->
         (tg.parent or k.init_tg).children.append(tg)
     child = Task(tid, tg, child_thread)
     child.sigmask = t.sigmask
+    child.seccomp = t.seccomp
     child.comm = t.comm
     if flags & CLONE_CHILD_CLEARTID:
         child.clear_child_tid = ctid
@@ -139,6 +140,7 @@ def execve(k, t: Task, path: bytes, argv: list[bytes], envp: list[bytes], start=
     tg.handlers = tg.handlers.copy()
     tg.handlers.reset_for_exec()
     tg.fdtable.on_exec()
+    posixtimer.delete_all(tg)  # POSIX timers do not survive exec (itimers do)
     t.sigaltstack = (0, 2, 0)
     t.clear_child_tid = 0
     if tg.vfork_parent is not None:

@@ -47,18 +47,24 @@ def send_signal_to_group(k, tg, sig: int, from_kernel: bool = False, info: tuple
         if sig == SIGSTOP or not any(t.sigmask & bit(sig) for t in tg.tasks):
             k.stop_group(tg, sig)
         return
-    if act.handler == SIG_IGN or (act.handler == SIG_DFL and sig in IGNORED_BY_DEFAULT):
+    # An ignored signal is dropped, unless blocked: then it stays pending
+    # for sigwait and signalfd (Linux checks the target's mask, here the leader's).
+    ignored = act.handler == SIG_IGN or (act.handler == SIG_DFL and sig in IGNORED_BY_DEFAULT)
+    if ignored and not tg.tasks[0].sigmask & bit(sig):
         return
-    if act.handler == SIG_DFL and any(not t.sigmask & bit(sig) for t in tg.tasks):
+    if not ignored and act.handler == SIG_DFL and any(not t.sigmask & bit(sig) for t in tg.tasks):
         k.exit_group(tg, k.signal_status(sig))
         return
     tg.pending_signals |= bit(sig)
     tg.signal_info[sig] = info or (sig, 0, SI_KERNEL if from_kernel else SI_USER, 0, 0)
-    k.signals_pending += 1
+    if tg.signalfd_queue is not None:  # signalfds of this process see it now
+        tg.signalfd_queue.notify()
     for t in tg.tasks:
         if t.sigwait_set & bit(sig):  # sigtimedwait takes it, blocked or not
             t.sigwait_queue.notify()
             return
+    if ignored:
+        return  # no handler to run
     for t in tg.tasks:
         if not t.sigmask & bit(sig):
             wake_for_signal(k, t, act)
@@ -75,11 +81,13 @@ def send_signal_to_task(k, t, sig: int, info: tuple | None = None) -> None:
                           and sig not in STOP_SIGNALS and not t.sigmask & bit(sig)):
         k.exit_group(tg, k.signal_status(sig))
         return
-    if act.handler == SIG_IGN or (act.handler == SIG_DFL and (sig in IGNORED_BY_DEFAULT or sig in STOP_SIGNALS)):
-        return
+    if (act.handler == SIG_IGN or (act.handler == SIG_DFL and (sig in IGNORED_BY_DEFAULT or sig in STOP_SIGNALS))) \
+            and not t.sigmask & bit(sig):
+        return  # ignored and not blocked (a blocked one waits for sigwait/signalfd)
     t.pending_signals |= bit(sig)
     tg.signal_info[sig] = info or (sig, 0, SI_TKILL, 0, 0)
-    k.signals_pending += 1
+    if tg.signalfd_queue is not None:
+        tg.signalfd_queue.notify()
     if t.sigwait_set & bit(sig):
         t.sigwait_queue.notify()
     elif not t.sigmask & bit(sig):
@@ -110,7 +118,7 @@ def dequeue(t, mask: int):
         if pending:
             sig = (pending & -pending).bit_length()
             holder.pending_signals &= ~bit(sig)
-            return sig, t.tg.signal_info.pop(sig, (sig, 0, SI_USER, 0, 0))
+            return sig, take_info(t.tg, sig, (sig, 0, SI_USER, 0, 0))
     return None
 
 
@@ -137,6 +145,14 @@ def with_call_mask(k, t, mask_addr: int, size: int, run):
     return r
 
 
+def take_info(tg, sig: int, default: tuple) -> tuple:
+    """Pop the siginfo of a signal being dequeued. A POSIX timer's
+    stands in as an object (sentry.posixtimer.QueuedSignal) that gives
+    the final siginfo now: its overrun counts until delivery."""
+    info = tg.signal_info.pop(sig, default)
+    return info if type(info) is tuple else info.taken()
+
+
 def encode_siginfo(info) -> bytes:
     signo, errno_, code, a, b = info
     return struct.pack("<iii4xQQ", signo, errno_, code, a, b).ljust(128, b"\0")
@@ -153,8 +169,7 @@ def deliver_pending(k, t, regs) -> bool:
         t.pending_signals &= ~bit(sig)
     else:
         tg.pending_signals &= ~bit(sig)
-    k.signals_pending = max(0, k.signals_pending - 1)
-    info = tg.signal_info.pop(sig, (sig, 0, SI_KERNEL, 0, 0))
+    info = take_info(tg, sig, (sig, 0, SI_KERNEL, 0, 0))
     act = tg.handlers.actions[sig]
     if act.handler in (SIG_DFL, SIG_IGN):
         if act.handler == SIG_DFL and sig not in IGNORED_BY_DEFAULT and sig not in STOP_SIGNALS:

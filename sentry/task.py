@@ -139,6 +139,8 @@ class ThreadGroup:
         self.no_new_privs = False
         self.cpu_ns = 0           # CPU time, taken when it exits
         self.itimers = None       # sentry.itimer timers, made on first use
+        self.posix_timers = None  # sentry.posixtimer.TimerTable, made on first timer_create
+        self.signalfd_queue = None  # WaitQueue notified when a signal is queued (signalfd)
         # job control: a stopped group's tasks are held, not resumed
         self.stopped = False
         self.stop_sig = 0
@@ -155,7 +157,7 @@ class ThreadGroup:
 class Task:
     __slots__ = ("tid", "tg", "thread", "sigmask", "comm", "clear_child_tid",
                  "robust_list", "parked", "alive", "syscall_nr", "syscall_args",
-                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "syscall_start_ns", "saved_sigmask", "sigwait_set", "sigwait_queue", "write_done",
+                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "syscall_start_ns", "saved_sigmask", "sigwait_set", "sigwait_queue", "write_done", "seccomp",
                  "__weakref__")
 
     def __init__(self, tid: int, tg: ThreadGroup, thread):
@@ -179,6 +181,7 @@ class Task:
         self.sigwait_set = 0  # signals a parked rt_sigtimedwait accepts
         self.write_done = 0   # bytes a parked blocking write has written so far
         self.sigwait_queue = WaitQueue()
+        self.seccomp = None  # the guest's own filters (sentry.seccomp), inherited
 
     @property
     def pid(self) -> int:

@@ -11,7 +11,7 @@ import psutil
 
 from vfs.inode import fserr
 
-from .. import futex
+from .. import futex, seccomp
 from .time import process_cpu_ns, thread_cpu_ns
 from .table import PARTIAL, syscall, unimplemented
 from .util import s32
@@ -212,8 +212,8 @@ PR_CAPBSET_READ, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 23, 38, 39
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
 
 
-@syscall("prctl", support=PARTIAL, note="names, dumpable, subreaper, no_new_privs, capbset; others EINVAL")
-def sys_prctl(k, t, option, arg2, *_):
+@syscall("prctl", support=PARTIAL, note="names, pdeathsig, dumpable, subreaper, no_new_privs, seccomp, capbset; others EINVAL")
+def sys_prctl(k, t, option, arg2, arg3, *_):
     if option == PR_SET_NAME:
         t.comm = t.thread.read_cstr(arg2, 16)[:15]
         return 0
@@ -243,7 +243,9 @@ def sys_prctl(k, t, option, arg2, *_):
     if option == PR_GET_NO_NEW_PRIVS:
         return int(t.tg.no_new_privs)
     if option == PR_GET_SECCOMP:
-        return 0
+        return seccomp.mode(t)
+    if option == PR_SET_SECCOMP:
+        return _set_seccomp(k, t, arg2, 0, arg3)
     if option == PR_CAPBSET_READ:
         return 1 if arg2 <= 40 else -errno.EINVAL
     if option == PR_SET_CHILD_SUBREAPER:
@@ -253,6 +255,34 @@ def sys_prctl(k, t, option, arg2, *_):
         t.thread.write(arg2, struct.pack("<i", int(t.tg.subreaper)))
         return 0
     raise fserr(errno.EINVAL)
+
+
+# --- the guest's own seccomp filters ---
+def _set_seccomp(k, t, mode, flags, arg):
+    """prctl(PR_SET_SECCOMP, mode, prog) and seccomp(op, flags, prog)."""
+    if mode == seccomp.MODE_STRICT:
+        if flags or t.seccomp not in (None, seccomp.MODE_STRICT):
+            raise fserr(errno.EINVAL)
+        t.seccomp = seccomp.MODE_STRICT
+        return 0
+    if mode == seccomp.MODE_FILTER:
+        return seccomp.install(k, t, flags, arg)
+    raise fserr(errno.EINVAL)
+
+
+@syscall("seccomp", support=PARTIAL, note="strict and filter modes, TSYNC, LOG; no user-space notification")
+def sys_seccomp(k, t, op, flags, args, *_):
+    if op == seccomp.GET_ACTION_AVAIL:
+        if flags:
+            raise fserr(errno.EINVAL)
+        action = struct.unpack("<I", t.thread.read(args, 4))[0]
+        if action not in seccomp.AVAILABLE:
+            raise fserr(errno.EOPNOTSUPP)
+        return 0
+    if op == seccomp.SET_MODE_STRICT and args:
+        raise fserr(errno.EINVAL)
+    mode = {seccomp.SET_MODE_STRICT: seccomp.MODE_STRICT, seccomp.SET_MODE_FILTER: seccomp.MODE_FILTER}.get(op)
+    return _set_seccomp(k, t, mode, flags, args)
 
 
 # --- robust lists, rseq, futex ---

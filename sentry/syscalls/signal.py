@@ -65,8 +65,6 @@ def sys_rt_sigprocmask(k, t, how, set_addr, oset, sigsetsize, *_):
         else:
             raise fserr(errno.EINVAL)
         t.sigmask &= ~signals.UNBLOCKABLE
-        if signals.next_signal(t):
-            k.signals_pending += 1
     if oset:
         t.thread.write(oset, struct.pack("<Q", old))
     return 0
@@ -82,8 +80,6 @@ def sys_rt_sigpending(k, t, set_addr, sigsetsize, *_):
 @syscall("rt_sigreturn")
 def sys_rt_sigreturn(k, t, *_):
     signals.sigreturn(k, t)
-    if signals.next_signal(t):
-        k.signals_pending += 1
     k.ready.append((t, 0, 0, 0))
     return NORESUME
 
@@ -204,7 +200,6 @@ def sys_rt_sigsuspend(k, t, mask_addr, size, *_):
         t.saved_sigmask = t.sigmask
     t.sigmask = mask & ~signals.UNBLOCKABLE
     if signals.next_signal(t):
-        k.signals_pending += 1
         return -errno.EINTR
     raise Block(_pause_queue, interrupt_result=-errno.EINTR)
 

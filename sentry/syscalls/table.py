@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .numbers import SYSCALL_NAMES, SYSCALL_NUMBERS
 
 FULL, PARTIAL, UNIMPLEMENTED = "full", "partial", "unimplemented"
-HANDLER_MODULES = ("fs", "file", "mm", "process", "signal", "time", "misc", "poll", "events", "socket")
+HANDLER_MODULES = ("fs", "file", "mm", "process", "signal", "time", "misc", "poll", "events", "socket", "timers")
 
 
 @dataclass
