@@ -100,12 +100,12 @@ class PtraceThread(P.GuestThread):
     def write(self, addr: int, data: bytes) -> None:
         if not data:
             return
+        # process_vm_writev honours page protections: a guest handing a
+        # read-only buffer to read(2) gets EFAULT, as on Linux. (The loader
+        # and mmap fill read-only pages with force_write.)
         n = lib.pt_write(self.pid, addr, data, len(data))
-        if n == len(data):
-            return
-        # Read-only pages (ELF text, PROT_READ mappings): /proc/pid/mem may
-        # write them the way a debugger sets breakpoints.
-        self.force_write(addr, data)
+        if n != len(data):
+            raise OSError(errno.EFAULT, "bad address")
 
     def force_write(self, addr: int, data: bytes) -> None:
         try:

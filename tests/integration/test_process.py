@@ -117,3 +117,11 @@ def test_python_multiprocessing():
     r = run_do(args, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout == native(args).stdout == b"[0, 1, 4, 9]\n[5, 4, 3, 2, 1]\n300\n"
+
+
+def test_reads_into_read_only_memory_fault(cbin):
+    prog = cbin("rofault")
+    r = run_do([prog])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == native([prog]).stdout
+    assert r.stdout.count(b"Bad address") == 3
