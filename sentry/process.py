@@ -81,6 +81,7 @@ def clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int) ->
     child = Task(tid, tg, child_thread)
     child.sigmask = t.sigmask
     child.seccomp = t.seccomp
+    child.ioprio = t.ioprio
     child.comm = t.comm
     if flags & CLONE_CHILD_CLEARTID:
         child.clear_child_tid = ctid
@@ -97,7 +98,7 @@ def clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int) ->
     return tid
 
 
-RLIMIT_NPROC = 6
+RLIMIT_STACK, RLIMIT_NPROC = 3, 6
 DEFAULT_NPROC = 4096
 
 
@@ -117,7 +118,8 @@ def execve(k, t: Task, path: bytes, argv: list[bytes], envp: list[bytes], start=
     """Replace t's process image. Errors before the point of no return
     raise OSError; after it the process is killed on failure."""
     ctx = k.path_context(t)
-    plan = loader.prepare(k.mounts, ctx, path, argv, envp, start)
+    stack_rlimit = t.tg.rlimits.get(RLIMIT_STACK, (loader.STACK_SIZE,))[0]
+    plan = loader.prepare(k.mounts, ctx, path, argv, envp, start, stack_rlimit)
     tg = t.tg
     # Other threads die first (de_thread); the host exec kills them too.
     for other in [x for x in tg.tasks if x is not t]:

@@ -15,7 +15,7 @@ from platforms.ptrace._ptrace import ffi, lib
 SIG_DFL, SIG_IGN = 0, 1
 SA_NOCLDSTOP, SA_NOCLDWAIT, SA_SIGINFO, SA_ONSTACK = 1, 2, 4, 0x08000000
 SA_RESTART, SA_NODEFER, SA_RESETHAND, SA_RESTORER = 0x10000000, 0x40000000, 0x80000000, 0x04000000
-SIGKILL, SIGSTOP, SIGCHLD, SIGCONT, SIGPIPE = 9, 19, 17, 18, 13
+SIGKILL, SIGSTOP, SIGCHLD, SIGCONT, SIGPIPE, SIGRTMIN = 9, 19, 17, 18, 13, 32
 STOP_SIGNALS = {19, 20, 21, 22}
 IGNORED_BY_DEFAULT = {17, 18, 23, 28}  # SIGCHLD SIGCONT SIGURG SIGWINCH
 UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
@@ -55,6 +55,8 @@ def send_signal_to_group(k, tg, sig: int, from_kernel: bool = False, info: tuple
     if not ignored and act.handler == SIG_DFL and any(not t.sigmask & bit(sig) for t in tg.tasks):
         k.exit_group(tg, k.signal_status(sig))
         return
+    if sig < SIGRTMIN and tg.pending_signals & bit(sig):
+        return  # a standard signal already pending is not queued twice; its first siginfo stays
     tg.pending_signals |= bit(sig)
     tg.signal_info[sig] = info or (sig, 0, SI_KERNEL if from_kernel else SI_USER, 0, 0)
     if tg.signalfd_queue is not None:  # signalfds of this process see it now
@@ -84,6 +86,8 @@ def send_signal_to_task(k, t, sig: int, info: tuple | None = None) -> None:
     if (act.handler == SIG_IGN or (act.handler == SIG_DFL and (sig in IGNORED_BY_DEFAULT or sig in STOP_SIGNALS))) \
             and not t.sigmask & bit(sig):
         return  # ignored and not blocked (a blocked one waits for sigwait/signalfd)
+    if sig < SIGRTMIN and t.pending_signals & bit(sig):
+        return
     t.pending_signals |= bit(sig)
     tg.signal_info[sig] = info or (sig, 0, SI_TKILL, 0, 0)
     if tg.signalfd_queue is not None:

@@ -157,7 +157,7 @@ class ThreadGroup:
 class Task:
     __slots__ = ("tid", "tg", "thread", "sigmask", "comm", "clear_child_tid",
                  "robust_list", "parked", "alive", "syscall_nr", "syscall_args",
-                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "syscall_start_ns", "saved_sigmask", "sigwait_set", "sigwait_queue", "write_done", "seccomp",
+                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "syscall_start_ns", "saved_sigmask", "sigwait_set", "sigwait_queue", "write_done", "seccomp", "ioprio",
                  "__weakref__")
 
     def __init__(self, tid: int, tg: ThreadGroup, thread):
@@ -182,6 +182,7 @@ class Task:
         self.write_done = 0   # bytes a parked blocking write has written so far
         self.sigwait_queue = WaitQueue()
         self.seccomp = None  # the guest's own filters (sentry.seccomp), inherited
+        self.ioprio = 0      # ioprio_set's class and level (0: none set)
 
     @property
     def pid(self) -> int:

@@ -25,7 +25,21 @@ from . import elf
 BINPRM_BUF_SIZE = 256      # how much of a `#!` line Linux reads
 MAX_INTERP_DEPTH = 4       # nested `#!` interpreters before ELOOP
 MAX_ARG_STRLEN = 32 * PAGE  # one argv/envp string
-ARG_MAX = STACK_SIZE // 4   # all of argv + envp (a quarter of the stack rlimit)
+RLIM_INFINITY = 0xFFFFFFFFFFFFFFFF
+
+
+def stack_size(rlimit_soft: int) -> int:
+    """The new image's stack: RLIMIT_STACK's soft limit, within 128 KiB
+    and 1 GiB (it is reserved at exec, not grown; unlimited gives 64 MiB)."""
+    if rlimit_soft == RLIM_INFINITY:
+        return 64 << 20
+    return page_up(min(max(rlimit_soft, 128 << 10), 1 << 30))
+
+
+def arg_max(rlimit_soft: int) -> int:
+    """All of argv + envp: a quarter of the stack limit, at most 6 MiB and
+    at least 128 KiB, as Linux."""
+    return max(min(6 << 20, rlimit_soft // 4), 128 << 10)
 ET_DYN_BASE_HINT = 0x5555_5555_4000  # where Linux puts PIE programs
 
 AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0, 3, 4, 5, 6, 7, 8, 9
@@ -48,6 +62,7 @@ class ExecPlan:
     argv: list[bytes]
     envp: list[bytes]
     filename: bytes
+    stack_size: int = STACK_SIZE
 
 
 def _read_all(loc: Location) -> bytes:
@@ -126,19 +141,19 @@ def _parse_shebang(data: bytes) -> tuple[bytes, bytes | None]:
     return interp, arg or None
 
 
-def check_args(argv: list[bytes], envp: list[bytes]) -> None:
+def check_args(argv: list[bytes], envp: list[bytes], limit: int) -> None:
     total = 0
     for s in argv + envp:
         if len(s) + 1 > MAX_ARG_STRLEN:
             raise fserr(errno.E2BIG)
         total += len(s) + 1 + 8
-    if total > ARG_MAX:
+    if total > limit:
         raise fserr(errno.E2BIG)
 
 
 def prepare(mounts, ctx, path: bytes, argv: list[bytes], envp: list[bytes],
-            start: Location | None = None) -> ExecPlan:
-    check_args(argv, envp)
+            start: Location | None = None, stack_rlimit: int = STACK_SIZE) -> ExecPlan:
+    check_args(argv, envp, arg_max(stack_rlimit))
     filename = path
     for _depth in range(MAX_INTERP_DEPTH + 1):
         loc, data = _open_exec(mounts, ctx, path, start)
@@ -147,7 +162,7 @@ def prepare(mounts, ctx, path: bytes, argv: list[bytes], envp: list[bytes],
             # argv[0] is replaced by interpreter [arg] script-path
             argv = [interp] + ([arg] if arg else []) + [path] + argv[1:]
             path, start = interp, None
-            check_args(argv, envp)
+            check_args(argv, envp, arg_max(stack_rlimit))
             continue
         if not elf.is_elf(data):
             raise fserr(errno.ENOEXEC)
@@ -165,7 +180,7 @@ def prepare(mounts, ctx, path: bytes, argv: list[bytes], envp: list[bytes],
             if iimage.interp is not None:
                 raise fserr(errno.ELIBBAD)
             interp = Binary(iloc, idata, iimage, image.interp)
-        return ExecPlan(main, interp, argv, envp, filename)
+        return ExecPlan(main, interp, argv, envp, filename, stack_size(stack_rlimit))
     raise fserr(errno.ELOOP)
 
 
@@ -273,9 +288,9 @@ def load(thread, mm, plan: ExecPlan, creds, vdso: int, hwcap: int, hwcap2: int,
     brk = bias + main.image.hi
     mm.brk_start = mm.brk = mm.brk_mapped = brk
 
-    # The stack: 8 MiB, not growable; argv/envp/auxv at its top.
-    stack_lo = mm.mmap(thread, 0, STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
-    stack_hi = stack_lo + STACK_SIZE
+    # The stack: reserved whole (not growable); argv/envp/auxv at its top.
+    stack_lo = mm.mmap(thread, 0, plan.stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+    stack_hi = stack_lo + plan.stack_size
     mm.stack = (stack_lo, stack_hi)
 
     top = stack_hi - 8

@@ -257,6 +257,61 @@ def sys_prctl(k, t, option, arg2, arg3, *_):
     raise fserr(errno.EINVAL)
 
 
+# --- I/O priorities (recorded; the sandbox's I/O is the sentry's) ---
+IOPRIO_WHO_PROCESS, IOPRIO_WHO_PGRP, IOPRIO_WHO_USER = 1, 2, 3
+IOPRIO_CLASS_NONE, IOPRIO_CLASS_RT, IOPRIO_CLASS_IDLE = 0, 1, 3
+
+
+def _ioprio_targets(k, t, which, who):
+    who = s32(who)
+    tasks = k.pidns.tasks.values()
+    if which == IOPRIO_WHO_PROCESS:
+        found = [t] if who == 0 else [x for x in tasks if x.tid == who]
+    elif which == IOPRIO_WHO_PGRP:
+        pgid = who or t.tg.pgid
+        found = [x for x in tasks if x.tg.pgid == pgid]
+    elif which == IOPRIO_WHO_USER:
+        uid = who if who else t.tg.creds.uid
+        found = [x for x in tasks if x.tg.creds.uid == uid]
+    else:
+        raise fserr(errno.EINVAL)
+    if not found:
+        raise fserr(errno.ESRCH)
+    return found
+
+
+@syscall("ioprio_set", support=PARTIAL, note="recorded and reported; no effect on I/O")
+def sys_ioprio_set(k, t, which, who, ioprio, *_):
+    cls, data = (ioprio >> 13) & 0x7, ioprio & 0x1FFF
+    if cls > IOPRIO_CLASS_IDLE or data > 7 or ioprio >> 16:
+        raise fserr(errno.EINVAL)
+    if cls == IOPRIO_CLASS_RT and t.tg.creds.euid != 0:
+        raise fserr(errno.EPERM)
+    for x in _ioprio_targets(k, t, which, who):
+        x.ioprio = ioprio & 0xFFFF
+    return 0
+
+
+@syscall("ioprio_get")
+def sys_ioprio_get(k, t, which, who, *_):
+    return max(x.ioprio for x in _ioprio_targets(k, t, which, who))
+
+
+@syscall("sched_rr_get_interval", support=PARTIAL, note="0: every task is SCHED_OTHER")
+def sys_sched_rr_get_interval(k, t, pid, tp, *_):
+    if s32(pid) < 0:
+        raise fserr(errno.EINVAL)
+    if s32(pid) and s32(pid) not in k.pidns.tasks:
+        raise fserr(errno.ESRCH)
+    t.thread.write(tp, bytes(16))
+    return 0
+
+
+@syscall("restart_syscall")
+def sys_restart_syscall(k, t, *_):
+    return -errno.EINTR  # no restart block is ever left for a guest to resume
+
+
 # --- the guest's own seccomp filters ---
 def _set_seccomp(k, t, mode, flags, arg):
     """prctl(PR_SET_SECCOMP, mode, prog) and seccomp(op, flags, prog)."""

@@ -24,6 +24,8 @@ def sys_mmap(k, t, addr, length, prot, flags, fd, offset):
         raise fserr(errno.EINVAL)
     if offset & (PAGE - 1) or prot & ~PROT_MASK:
         raise fserr(errno.EINVAL)
+    if _over_as_limit(t, page_up(length)):
+        raise fserr(errno.ENOMEM)
     if flags & MAP_ANONYMOUS:
         return mm.mmap(t.thread, addr, length, prot, flags)
     desc = t.tg.fdtable.get(s32(fd))
@@ -97,12 +99,37 @@ def sys_madvise(k, t, addr, length, advice, *_):
 def sys_mremap(k, t, old, old_len, new_len, flags, new_addr, *_):
     if flags & ~7 or new_len == 0:
         raise fserr(errno.EINVAL)
+    if new_len > old_len and _over_as_limit(t, new_len - old_len):
+        raise fserr(errno.ENOMEM)
     return t.tg.mm.mremap(t.thread, old, old_len, new_len, flags, new_addr)
 
 
 @syscall("brk")
 def sys_brk(k, t, addr, *_):
-    return t.tg.mm.set_brk(t.thread, addr)
+    mm = t.tg.mm
+    if addr > mm.brk_mapped and _over_as_limit(t, page_up(addr) - mm.brk_mapped):
+        return mm.brk
+    return mm.set_brk(t.thread, addr)
+
+
+RLIMIT_AS, RLIM_INFINITY = 9, 0xFFFFFFFFFFFFFFFF
+
+
+def _over_as_limit(t, more: int) -> bool:
+    """RLIMIT_AS: would `more` bytes take the address space past the soft
+    limit? The host's count of the process's mappings answers (looked up
+    only when a limit is set)."""
+    soft = t.tg.rlimits.get(RLIMIT_AS, (RLIM_INFINITY,))[0]
+    if soft == RLIM_INFINITY:
+        return False
+    try:
+        with open(f"/proc/{t.thread.pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmSize:"):
+                    return int(line.split()[1]) * 1024 + more > soft
+    except OSError:
+        pass
+    return False
 
 
 @syscall("msync")

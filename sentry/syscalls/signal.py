@@ -152,12 +152,17 @@ def _task(k, tid):
     return task
 
 
+def _sender(t) -> int:
+    """siginfo's si_pid and si_uid (the union's first 8 bytes)."""
+    return t.tg.tgid | (t.tg.creds.uid << 32)
+
+
 @syscall("tkill")
 def sys_tkill(k, t, tid, sig, *_):
     sig = s32(sig)
     if s32(tid) <= 0 or not 0 <= sig <= 64:
         raise fserr(errno.EINVAL)
-    signals.send_signal_to_task(k, _task(k, s32(tid)), sig)
+    signals.send_signal_to_task(k, _task(k, s32(tid)), sig, info=(sig, 0, signals.SI_TKILL, _sender(t), 0))
     return NORESUME if not t.alive else 0
 
 
@@ -169,17 +174,43 @@ def sys_tgkill(k, t, tgid, tid, sig, *_):
     task = _task(k, s32(tid))
     if task.tg.tgid != s32(tgid):
         raise fserr(errno.ESRCH)
-    signals.send_signal_to_task(k, task, sig)
+    signals.send_signal_to_task(k, task, sig, info=(sig, 0, signals.SI_TKILL, _sender(t), 0))
     return NORESUME if not t.alive else 0
 
 
-@syscall("rt_sigqueueinfo", "rt_tgsigqueueinfo", support=PARTIAL, note="the siginfo payload is not passed on")
-def sys_rt_sigqueueinfo(k, t, pid, sig, *rest):
-    if t.syscall_nr == 297:
-        for tg in _groups_for_kill(k, t, s32(pid)):
-            signals.send_signal_to_group(k, tg, s32(sig))
-    else:
-        signals.send_signal_to_task(k, _task(k, s32(sig)), s32(rest[0]))
+def _queued_info(t, sig, uinfo, target_pid) -> tuple:
+    """The siginfo a sigqueue caller supplies. Only the kernel may claim
+    kernel codes (si_code >= 0) or tkill's, when signalling another process
+    (checked before the target is looked up, as Linux does)."""
+    _, err, code, a, b = struct.unpack("<iii4xQQ", t.thread.read(uinfo, 32))
+    if (code >= 0 or code == signals.SI_TKILL) and target_pid != t.tg.tgid:
+        raise fserr(errno.EPERM)
+    return (sig, err, code, a, b)
+
+
+@syscall("rt_sigqueueinfo")
+def sys_rt_sigqueueinfo(k, t, pid, sig, uinfo, *_):
+    sig = s32(sig)
+    if not 0 <= sig <= 64:
+        raise fserr(errno.EINVAL)
+    info = _queued_info(t, sig, uinfo, s32(pid))
+    if s32(pid) <= 0:
+        raise fserr(errno.ESRCH)  # one process only, unlike kill(2)
+    for tg in _groups_for_kill(k, t, s32(pid)):
+        signals.send_signal_to_group(k, tg, sig, info=info)
+    return NORESUME if not t.alive else 0
+
+
+@syscall("rt_tgsigqueueinfo")
+def sys_rt_tgsigqueueinfo(k, t, tgid, tid, sig, uinfo, *_):
+    sig = s32(sig)
+    if s32(tid) <= 0 or s32(tgid) <= 0 or not 0 <= sig <= 64:
+        raise fserr(errno.EINVAL)
+    info = _queued_info(t, sig, uinfo, s32(tgid))
+    task = _task(k, s32(tid))
+    if task.tg.tgid != s32(tgid):
+        raise fserr(errno.ESRCH)
+    signals.send_signal_to_task(k, task, sig, info=info)
     return NORESUME if not t.alive else 0
 
 

@@ -112,9 +112,16 @@ def stat_of(desc) -> Stat:
     if desc.inode is not None:
         return desc.inode.stat()
     own = getattr(desc.impl, "stat", None)
-    if own is None:
-        raise fserr(errno.EBADF)
-    return own()
+    if own is not None:
+        return own()
+    link = getattr(desc.impl, "link_name", None)
+    if link is not None and link().startswith(b"anon_inode:"):
+        # eventfd, epoll, pidfd...: Linux gives them all one inode, mode 0600, no type
+        return Stat(mode=0o600, ino=ANON_INODE_INO, dev=ANON_INODE_DEV, nlink=1)
+    raise fserr(errno.EBADF)
+
+
+ANON_INODE_DEV, ANON_INODE_INO = 0xE, 1
 
 
 TIMESPEC = struct.Struct("<qq")

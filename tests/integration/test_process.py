@@ -125,3 +125,26 @@ def test_reads_into_read_only_memory_fault(cbin):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout == native([prog]).stdout
     assert r.stdout.count(b"Bad address") == 3
+
+
+def test_sender_siginfo(cbin):
+    prog = cbin("sigqueue")
+    r = run_do([prog])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == native([prog]).stdout
+    assert b"sigqueue: count 3 code -1 value 4242 pid ok 1" in r.stdout
+
+
+def test_address_space_and_stack_limits(cbin):
+    prog = cbin("rlimits")
+    r = run_do([prog])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == native([prog]).stdout
+    assert b"12 MiB of recursion: 1" in r.stdout
+
+
+def test_io_priorities_and_scheduling_odds(cbin):
+    prog = cbin("sched_misc")
+    r = run_do([prog])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == native([prog]).stdout
