@@ -21,13 +21,17 @@ def main():
 @click.option("--strace", is_flag=True, help="Print one line per guest syscall.")
 @click.option("--debug-log", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the strace and sentry diagnostics (unimplemented syscalls) here.")
+@click.option("--console/--no-console", default=True, show_default=True,
+              help="When stdin is a terminal, give the guest a sandbox pty relayed to it "
+                   "(its job control and ^C stay inside); --no-console passes the terminal through.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def do(root, cwd, env, strace, debug_log, command):
+def do(root, cwd, env, strace, debug_log, console, command):
     """Run COMMAND in a sandbox, like `runsc do`."""
     for e in env:
         if "=" not in e:
             raise click.BadParameter(f"{e!r} is not K=V", param_hint="--env")
-    cfg = Config(root=root, cwd=cwd, strace=strace, debug_log=debug_log, extra_env=list(env))
+    cfg = Config(root=root, cwd=cwd, strace=strace, debug_log=debug_log, extra_env=list(env),
+                 console=console)
     try:
         code = Sandbox(cfg).run(list(command))
     except SandboxError as e:

@@ -10,6 +10,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from platforms.ptrace.platform import PtracePlatform
+from sentry.console import Console
 from sentry.fdtable import FDTable
 from sentry.kernel import InternalError, Kernel
 from sentry.procsource import KernelProcSource
@@ -18,7 +19,7 @@ from sentry.strace import Strace
 from vfs import ops
 from vfs.dev import DevFS, open_device
 from vfs.devpts import DevPtsFS
-from vfs.file import O_RDONLY, O_WRONLY, FileDescription, HostFileImpl
+from vfs.file import O_RDONLY, O_RDWR, O_WRONLY, FileDescription, HostFileImpl
 from vfs.gofer import start_gofer
 from vfs.overlay import OverlayFS
 from vfs.path import MS_NODEV, MS_NOEXEC, MS_NOSUID, MountTree, PathContext, Creds
@@ -36,6 +37,7 @@ class Config:
     debug_log: str | None = None
     overlay: bool = True           # writes stay in the sandbox (tmpfs upper)
     extra_env: list[str] = field(default_factory=list)
+    console: bool = True           # a terminal on stdin gets a sandbox pty (sentry.console)
 
 
 class SandboxError(Exception):
@@ -67,6 +69,7 @@ class Sandbox:
         self.gofer = None
         self.platform = None
         self.kernel = None
+        self.console = None
         self._log = None
 
     def _build_mounts(self) -> MountTree:
@@ -76,7 +79,8 @@ class Sandbox:
         # procfs reads the kernel's state; the kernel is bound once it exists
         self.proc_source = KernelProcSource(None)
         tree.mount_path(b"/proc", ProcFS(self.proc_source), MS_NOSUID | MS_NODEV | MS_NOEXEC, "proc")
-        tree.mount_path(b"/dev", DevFS(), MS_NOSUID, "devtmpfs")
+        self.devfs = DevFS()
+        tree.mount_path(b"/dev", self.devfs, MS_NOSUID, "devtmpfs")
         self.ptys = PtyRegistry()
         tree.mount_path(b"/dev/pts", DevPtsFS(self.ptys), MS_NOSUID | MS_NOEXEC, "devpts")
         tree.mount_path(b"/dev/shm", TmpFS(), MS_NOSUID | MS_NODEV, "shm")
@@ -86,14 +90,27 @@ class Sandbox:
         return tree
 
     def _stdio(self) -> FDTable:
+        """The guest's fds 0-2: pyrunsc's own, except that terminals become
+        the console's pty (the guest never drives the host terminal)."""
         table = FDTable()
         for fd, mode in ((0, O_RDONLY), (1, O_WRONLY), (2, O_WRONLY)):
             try:
                 os.fstat(fd)
             except OSError:
                 continue
-            table.install_at(fd, FileDescription(HostFileImpl(fd), mode))
+            if self.console is not None and os.isatty(fd):
+                table.install_at(fd, FileDescription(self.console.replica(), O_RDWR))
+            else:
+                table.install_at(fd, FileDescription(HostFileImpl(fd), mode))
         return table
+
+    def _open_console(self) -> None:
+        """When stdin is a terminal, the guest gets a sentry pty relayed to it."""
+        if not self.config.console or not os.isatty(0):
+            return
+        out = next((fd for fd in (1, 2, 0) if os.isatty(fd)), 0)
+        self.console = Console(self.kernel, self.ptys, in_fd=0, out_fd=out)
+        self.devfs.tty_opener = self.console.replica
 
     def _find_program(self, tree: MountTree, ctx: PathContext, cmd: str, env: list[bytes]) -> bytes:
         """execvp's PATH search, inside the sandbox."""
@@ -147,11 +164,14 @@ class Sandbox:
                 cwd = b"/"
             ctx.cwd = tree.resolve(ctx, cwd)
             prog = self._find_program(tree, ctx, argv[0], env)
+            self._open_console()
             try:
                 self.kernel.start([prog] + [os.fsencode(a) for a in argv[1:]], env, cwd, self._stdio())
             except OSError as e:
                 code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
                 raise SandboxError(f"pyrunsc: {argv[0]}: {os.strerror(e.errno)}", code) from None
+            if self.console is not None:
+                self.console.attach(session_leader_pgid=1)  # init leads the first session
             status = self.kernel.run()
             return wait_status_to_exit_code(status)
         except InternalError as e:
@@ -162,6 +182,9 @@ class Sandbox:
             self.close()
 
     def close(self) -> None:
+        if self.console is not None:
+            self.console.close()  # the host terminal's mode comes back first
+            self.console = None
         if self.kernel is not None:
             self.kernel.shutdown()
         elif self.platform is not None:

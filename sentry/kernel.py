@@ -107,6 +107,11 @@ class Kernel:
             self.handlers[table.number(crash)] = _crash_handler
         self.nsyscalls = 0
         self.fg_pgid = 1
+        # Outside feeders (the console's reader thread) poke the loop: it
+        # then runs on_poke. The pipe wakes a poll; a signal, a waitpid.
+        self.poked = False
+        self.on_poke: list = []
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     # --- process creation ---
     def start(self, argv: list[bytes], envp: list[bytes], cwd: bytes, fdtable: FDTable,
@@ -178,7 +183,8 @@ class Kernel:
             while not self.finished:
                 # Fast path: one task to resume and nothing else to watch:
                 # one C call stores its result, resumes it and waits.
-                if len(ready) == 1 and not (self.woken or self.timers or self.host_waits or plat.pending):
+                if len(ready) == 1 and not (self.woken or self.timers or self.host_waits or plat.pending
+                                            or self.poked):
                     t, set_rax, rax, sig = ready[0]
                     if t.alive and rax != -ERESTARTSYS and not t.tg.stopped and \
                             not (t.pending_signals | t.tg.pending_signals) & ~t.sigmask:
@@ -203,6 +209,9 @@ class Kernel:
                         continue
                 if self.woken:
                     self._retry_woken()
+                    continue
+                if self.poked:
+                    self._run_pokes()
                     continue
                 fused = None
                 while self.ready:
@@ -233,7 +242,7 @@ class Kernel:
                         if e.errno != errno.ESRCH:
                             raise
                         wpid = plat.step(0, 0, 0, 0, 0, True)
-                elif self.timers or self.host_waits:
+                elif self.timers or self.host_waits or self.on_poke:
                     wpid = self._wait_with_host()
                 else:
                     if not self.by_host:
@@ -410,6 +419,24 @@ class Kernel:
                 self.strace.done(t, rec.nr, rec.args, result)
             self.ready.append((t, 1, result, 0))
 
+    def poke(self) -> None:
+        """From any thread: make the loop run on_poke soon."""
+        self.poked = True
+        try:
+            os.write(self.wake_w, b"\0")
+        except OSError:  # full (a wake-up is pending anyway) or closed at the end
+            pass
+
+    def _run_pokes(self) -> None:
+        self.poked = False
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        for fn in self.on_poke:
+            fn()
+
     def _wait_with_host(self) -> int:
         plat = self.platform
         wpid = plat.step(0, 0, 0, 0, 0, False)
@@ -422,6 +449,8 @@ class Kernel:
             timeout = min(max(0, (self.timers[0][0] - now) // 1_000_000 + 1), 86_400_000)
         poller = select.poll()
         poller.register(plat.sigchld_fd, select.POLLIN)
+        if self.on_poke:
+            poller.register(self.wake_r, select.POLLIN)
         for fd, waits in self.host_waits.items():
             ev = 0
             for events, _ in waits:
@@ -432,6 +461,8 @@ class Kernel:
         except InterruptedError:
             ready = []
         for fd, ev in ready:
+            if fd == self.wake_r:
+                continue  # self.poked says it; _run_pokes drains the pipe
             if fd == plat.sigchld_fd:
                 try:
                     os.read(fd, 4096)
@@ -585,6 +616,12 @@ class Kernel:
         """Kill every guest; used at the end and on internal errors."""
         self.finished = True
         self.platform.close()
+        for fd in (self.wake_r, self.wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.wake_r = self.wake_w = -1
 
     def stop_group(self, tg: ThreadGroup, sig: int) -> None:
         """Job-control stop: hold every task of tg until SIGCONT."""

@@ -245,6 +245,12 @@ class PtyReplica(PtyEnd):
     def link_name(self) -> bytes:
         return b"/dev/pts/%d" % self.term.index
 
+    def stat(self):
+        devpts = self.term.registry.devpts
+        if devpts is None:
+            raise fserr(errno.EBADF)
+        return devpts.node_stat(self.term.index)
+
     def pread(self, size, offset):
         if not self.term.master_open:
             return b""  # hung up: end of file
@@ -306,6 +312,7 @@ class PtyRegistry:
     def __init__(self, signal_group=None):
         self.terminals: dict[int, Terminal] = {}
         self.signal_group = signal_group or (lambda pgid, sig: None)
+        self.devpts = None  # the devpts filesystem listing them (it sets this)
 
     def numbers(self) -> list[int]:
         return sorted(self.terminals)

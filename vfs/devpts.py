@@ -41,9 +41,7 @@ class _PtsNode(Inode):
     def stat(self) -> Stat:
         if self.index not in self.fs.source.numbers():
             raise fserr(errno.ENOENT)  # the pty was closed
-        return Stat(mode=S.S_IFCHR | 0o620, ino=self.index + 3, dev=self.fs.dev, gid=TTY_GID,
-                    rdev=os.makedev(PTS_MAJOR, self.index), atime_ns=self.fs.born,
-                    mtime_ns=self.fs.born, ctime_ns=self.fs.born)
+        return self.fs.node_stat(self.index)
 
 
 class DevPtsFS(Filesystem):
@@ -53,8 +51,16 @@ class DevPtsFS(Filesystem):
     def __init__(self, source):
         super().__init__()
         self.source = source
+        source.devpts = self
         self.born = now_ns()
         self._root = _PtsRoot(self)
 
     def root(self) -> Inode:
         return self._root
+
+    def node_stat(self, index: int) -> Stat:
+        """/dev/pts/N's stat; also fstat of a replica opened without a path
+        (the console's), so ttyname() finds it."""
+        return Stat(mode=S.S_IFCHR | 0o620, ino=index + 3, dev=self.dev, gid=TTY_GID,
+                    rdev=os.makedev(PTS_MAJOR, index), atime_ns=self.born,
+                    mtime_ns=self.born, ctime_ns=self.born)

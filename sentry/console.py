@@ -1,0 +1,146 @@
+"""The console: when pyrunsc's own stdin is a terminal, the guest gets a
+pty of the sentry's, not the host's terminal.
+
+The host terminal is put in raw mode and bytes are relayed: what the user
+types feeds the sentry pty's line discipline, so ^C, ^Z and ^\\ become
+signals to the guest's foreground process group, decided inside the
+sandbox by the guest's own job control (setpgid, tcsetpgrp), and the
+pty's output goes to the host terminal. A host window change (SIGWINCH)
+becomes TIOCSWINSZ on the pty, which signals the guest's foreground group.
+
+A thread reads the host terminal, so a guest busy on the CPU still gets
+its ^C: the thread hands the bytes to the kernel loop (which alone touches
+the pty) through Kernel.poke(), and interrupts the loop's waitpid with a
+signal. The host terminal's mode is restored on every way out.
+"""
+from __future__ import annotations
+
+import collections
+import fcntl
+import os
+import signal
+import termios
+import threading
+import time
+import tty
+
+from .pty import PTMX_RDEV, SIGWINCH, PtyReplica, WINSIZE
+
+WAKE_SIGNAL = signal.SIGIO  # interrupts the loop's waitpid; the sentry uses it for nothing else
+SIGHUP = 1
+
+
+class Console:
+    def __init__(self, kernel, registry, in_fd: int = 0, out_fd: int = 1):
+        self.k, self.in_fd, self.out_fd = kernel, in_fd, out_fd
+        self.master = registry.open(PTMX_RDEV)
+        self.term = self.master.term
+        self.term.locked = False
+        self.inbox: collections.deque = collections.deque()
+        self.winch = False
+        self.saved_mode = None
+        self.old_handlers = {}
+        self.closed = False
+        self._resize()
+
+    def replica(self):
+        """A new description of the guest's side (for fds 0-2 and /dev/tty)."""
+        return PtyReplica(self.term)
+
+    def attach(self, session_leader_pgid: int) -> None:
+        """Become the controlling terminal of the first session, put the
+        host terminal in raw mode and start relaying."""
+        self.term.sid = self.term.fg_pgid = session_leader_pgid
+        self.saved_mode = termios.tcgetattr(self.in_fd)
+        tty.setraw(self.in_fd, termios.TCSANOW)
+        self.main_thread = threading.get_ident()
+        self.old_handlers[WAKE_SIGNAL] = signal.signal(WAKE_SIGNAL, lambda *_: None)
+        self.old_handlers[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self._on_winch)
+        self.k.on_poke.append(self.pump)
+        self._watch_output()
+        threading.Thread(target=self._read_host, name="pyrunsc-console", daemon=True).start()
+
+    # --- host -> pty (the reader thread, then the loop) ---
+    def _read_host(self) -> None:
+        while not self.closed:
+            try:
+                data = os.read(self.in_fd, 4096)
+            except InterruptedError:
+                continue
+            except OSError:
+                data = b""
+            self.inbox.append(data)
+            self._wake()
+            if not data:
+                return
+
+    def _wake(self) -> None:
+        self.k.poke()
+        # A signal that lands just before the loop enters waitpid does not
+        # interrupt it: repeat until the loop has taken the input.
+        for _ in range(100):
+            try:
+                signal.pthread_kill(self.main_thread, WAKE_SIGNAL)
+            except (ProcessLookupError, RuntimeError):
+                return
+            time.sleep(0.02)
+            if not self.k.poked or self.closed:
+                return
+
+    def _on_winch(self, *_) -> None:
+        self.winch = True
+        self.k.poke()
+
+    def pump(self) -> None:
+        """In the loop: feed what the user typed, apply a window change."""
+        while self.inbox:
+            data = self.inbox.popleft()
+            if not data:  # the host terminal hung up: so does the guest's session
+                if self.term.fg_pgid:
+                    self.k.signal_process_group(self.term.fg_pgid, SIGHUP)
+                continue
+            self.master.pwrite(data, 0)
+        if self.winch:
+            self.winch = False
+            if self._resize() and self.term.fg_pgid:
+                self.k.signal_process_group(self.term.fg_pgid, SIGWINCH)
+
+    def _resize(self) -> bool:
+        try:
+            size = WINSIZE.unpack(fcntl.ioctl(self.in_fd, termios.TIOCGWINSZ, bytes(8)))
+        except OSError:
+            return False
+        changed = size != self.term.winsize
+        self.term.winsize = size
+        return changed
+
+    # --- pty -> host ---
+    def _watch_output(self) -> None:
+        self.term.to_master.add_waiter(self._flush)
+
+    def _flush(self) -> None:
+        out = self.term.output
+        while out and not self.closed:
+            try:
+                n = os.write(self.out_fd, out)
+            except InterruptedError:
+                continue
+            except OSError:  # the host terminal is gone: output has nowhere to go
+                out.clear()
+                break
+            del out[:n]
+        if not self.closed:
+            self._watch_output()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self._flush()
+        self.closed = True
+        if self.saved_mode is not None:
+            try:
+                termios.tcsetattr(self.in_fd, termios.TCSADRAIN, self.saved_mode)
+            except termios.error:
+                pass
+        for sig, old in self.old_handlers.items():
+            signal.signal(sig, old)
