@@ -93,7 +93,10 @@ def futex(k, t, uaddr, op, val, timeout, uaddr2, val3):
                 deadline = ns
         w = Waiter(t, bitset)
         _table(k).setdefault(_key(t, uaddr, private), []).append(w)
-        raise Block(w.queue, deadline_ns=deadline, on_timeout=-errno.ETIMEDOUT, result=0)
+        # With a timeout a handled signal ends the wait with EINTR even under
+        # SA_RESTART (Linux's restart block); without one it may restart.
+        raise Block(w.queue, deadline_ns=deadline, on_timeout=-errno.ETIMEDOUT, result=0,
+                    interrupt_result=-errno.EINTR if deadline is not None else None)
     if cmd in (FUTEX_WAKE, FUTEX_WAKE_BITSET):
         bitset = BITSET_ANY if cmd == FUTEX_WAKE else val3 & 0xFFFFFFFF
         if not bitset:
@@ -115,7 +118,7 @@ def futex(k, t, uaddr, op, val, timeout, uaddr2, val3):
             table.pop(src, None)
         if moved:
             table.setdefault(dst, []).extend(moved)
-        return n + (len(moved) if cmd == FUTEX_CMP_REQUEUE else 0)
+        return n + len(moved)  # both report woken plus requeued
     if cmd == FUTEX_WAKE_OP:
         return _wake_op(k, t, uaddr, val, timeout & 0xFFFFFFFF, uaddr2, val3, private)
     raise fserr(errno.ENOSYS)

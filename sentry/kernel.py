@@ -587,13 +587,15 @@ class Kernel:
         if parent is None:
             return
         act = parent.handlers.actions[SIGCHLD]
-        if act.handler == 1 or act.flags & 0x2:  # SIG_IGN or SA_NOCLDWAIT: no zombie
+        if act.handler == 1:  # SIG_IGN: no zombie, no signal
             self.reap(tg)
             parent.child_events.notify()
-        else:
-            code = 1 if not tg.exit_status & 0x7F else (3 if tg.exit_status & 0x80 else 2)
-            value = (tg.exit_status >> 8) & 0xFF if code == 1 else tg.exit_status & 0x7F
-            self._notify_parent(tg, code, value)
+            return
+        code = 1 if not tg.exit_status & 0x7F else (3 if tg.exit_status & 0x80 else 2)
+        value = (tg.exit_status >> 8) & 0xFF if code == 1 else tg.exit_status & 0x7F
+        if act.flags & signals.SA_NOCLDWAIT:  # no zombie, but SIGCHLD still comes
+            self.reap(tg)
+        self._notify_parent(tg, code, value)
 
     def _new_reaper(self, tg: ThreadGroup) -> ThreadGroup:
         """Who adopts tg's children: the nearest living ancestor that asked
