@@ -152,6 +152,9 @@ class Sandbox:
             self.kernel = Kernel(self.platform, tree, strace=strace, debug_log=self._log)
             self.proc_source.bind(self.kernel)
             self.ptys.signal_group = self.kernel.signal_process_group
+            self.ptys.current = lambda: self.kernel.current
+            self.ptys.orphaned = self.kernel.pgrp_orphaned
+            self.ptys.pgrp_session = self.kernel.pgrp_session
             ctx = PathContext(tree.root, tree.root, Creds())
             cwd = os.fsencode(cfg.cwd or os.getcwd())
             try:

@@ -45,6 +45,7 @@ def _key(t, addr: int, private: bool = False):
         lab = t.tg.mm.label_at(addr)
         if lab is not None and lab.shared:
             return ("shared", lab.dev, lab.ino, lab.offset + (addr - lab.start))
+        return ("mm-shared", id(t.tg.mm), addr)  # never meets a private waiter, as in Linux
     return (id(t.tg.mm), addr)
 
 
@@ -75,6 +76,8 @@ def futex(k, t, uaddr, op, val, timeout, uaddr2, val3):
     val &= 0xFFFFFFFF
     if uaddr & 3:
         raise fserr(errno.EINVAL)
+    if op & FUTEX_CLOCK_REALTIME and cmd not in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
+        raise fserr(errno.ENOSYS)
     if cmd in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
         bitset = BITSET_ANY if cmd == FUTEX_WAIT else val3 & 0xFFFFFFFF
         if not bitset:
@@ -103,10 +106,12 @@ def futex(k, t, uaddr, op, val, timeout, uaddr2, val3):
             raise fserr(errno.EINVAL)
         return wake(k, t, uaddr, val, bitset, private)
     if cmd in (FUTEX_REQUEUE, FUTEX_CMP_REQUEUE):
+        limit = timeout & 0xFFFFFFFF  # val2 travels in the timeout slot
+        if val >= 1 << 31 or limit >= 1 << 31:  # negative ints
+            raise fserr(errno.EINVAL)
         if cmd == FUTEX_CMP_REQUEUE and U32.unpack(t.thread.read(uaddr, 4))[0] != val3 & 0xFFFFFFFF:
             raise fserr(errno.EAGAIN)
         n = wake(k, t, uaddr, val, private=private)
-        limit = timeout & 0xFFFFFFFF  # val2 travels in the timeout slot
         table = _table(k)
         src, dst = _key(t, uaddr, private), _key(t, uaddr2, private)
         moved, rest = [], []
@@ -126,23 +131,29 @@ def futex(k, t, uaddr, op, val, timeout, uaddr2, val3):
 
 def _wake_op(k, t, uaddr, nr_wake, nr_wake2, uaddr2, encoded, private):
     op, cmp = (encoded >> 28) & 0xF, (encoded >> 24) & 0xF
-    oparg, cmparg = (encoded >> 12) & 0xFFF, encoded & 0xFFF
+    # both arguments are signed 12-bit, the word a signed int (as Linux)
+    oparg, cmparg = _s12((encoded >> 12) & 0xFFF), _s12(encoded & 0xFFF)
     if op & 8:
-        oparg = 1 << oparg
+        oparg = 1 << (oparg & 31)
         op &= 7
     old = U32.unpack(t.thread.read(uaddr2, 4))[0]
     new = {0: oparg, 1: old + oparg, 2: old | oparg, 3: old & ~oparg, 4: old ^ oparg}.get(op)
     if new is None:
         raise fserr(errno.ENOSYS)
     t.thread.write(uaddr2, U32.pack(new & 0xFFFFFFFF))
-    n = wake(k, t, uaddr, nr_wake, private=private)
+    old = old - (1 << 32) if old >= 1 << 31 else old
     ok = {0: old == cmparg, 1: old != cmparg, 2: old < cmparg, 3: old <= cmparg,
           4: old > cmparg, 5: old >= cmparg}.get(cmp)
-    if ok is None:
+    if ok is None:  # the word is already changed, nobody is woken
         raise fserr(errno.ENOSYS)
+    n = wake(k, t, uaddr, nr_wake, private=private)
     if ok:
         n += wake(k, t, uaddr2, nr_wake2, private=private)
     return n
+
+
+def _s12(v: int) -> int:
+    return v - 0x1000 if v & 0x800 else v
 
 
 def clear_child_tid(k, t) -> None:

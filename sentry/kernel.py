@@ -575,6 +575,8 @@ class Kernel:
             self.finished = True
             return
         reaper = self._new_reaper(tg)
+        # groups this exit may orphan: its own, and its children's in its session
+        watch = {tg.pgid} | {c.pgid for c in tg.children if c.sid == tg.sid and c.pgid != tg.pgid}
         for child in tg.children:
             child.parent = reaper
             reaper.children.append(child)
@@ -583,6 +585,7 @@ class Kernel:
             elif child.pdeathsig:
                 signals.send_signal_to_group(self, child, child.pdeathsig, from_kernel=True)
         tg.children = []
+        self._hang_up_orphans(watch)
         parent = tg.parent
         if parent is None:
             return
@@ -659,6 +662,30 @@ class Kernel:
         """A signal to every process of a group (from a terminal)."""
         for tg in [g for g in self.pidns.groups.values() if g.pgid == pgid and g.state == "R"]:
             signals.send_signal_to_group(self, tg, sig, from_kernel=True)
+
+    def _hang_up_orphans(self, pgids) -> None:
+        """A process group newly orphaned with a stopped member gets SIGHUP
+        then SIGCONT: nobody is left to continue it (POSIX)."""
+        for pgid in pgids:
+            members = [g for g in self.pidns.groups.values() if g.pgid == pgid and g.state == "R"]
+            if any(g.stopped for g in members) and self.pgrp_orphaned(pgid):
+                self.signal_process_group(pgid, signals.SIGHUP)
+                self.signal_process_group(pgid, signals.SIGCONT)
+
+    def pgrp_orphaned(self, pgid: int) -> bool:
+        """POSIX: no member has a parent in another group of its session."""
+        for g in self.pidns.groups.values():
+            if g.pgid == pgid and g.state == "R":
+                p = g.parent
+                if p is not None and p.pgid != pgid and p.sid == g.sid:
+                    return False
+        return True
+
+    def pgrp_session(self, pgid: int) -> int | None:
+        for g in self.pidns.groups.values():
+            if g.pgid == pgid and g.state == "R":
+                return g.sid
+        return None
 
     # --- terminal foreground group (host stdio tty) ---
     def foreground_pgid(self, t: Task) -> int:

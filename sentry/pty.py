@@ -21,10 +21,11 @@ WINSIZE = struct.Struct("<HHHH")
 # c_iflag, c_oflag, c_lflag bits used here
 ICRNL, IXON = 0o400, 0o2000
 OPOST, ONLCR = 0o1, 0o4
-ISIG, ICANON, ECHO, ECHOE, ECHOK, ECHONL, ECHOCTL, ECHOKE, IEXTEN = (
-    0o1, 0o2, 0o10, 0o20, 0o40, 0o100, 0o1000, 0o4000, 0o100000)
+ISIG, ICANON, ECHO, ECHOE, ECHOK, ECHONL, TOSTOP, ECHOCTL, ECHOKE, IEXTEN = (
+    0o1, 0o2, 0o10, 0o20, 0o40, 0o100, 0o400, 0o1000, 0o4000, 0o100000)
 VINTR, VQUIT, VERASE, VKILL, VEOF, VTIME, VMIN, VSWTC, VSTART, VSTOP, VSUSP = range(11)
-SIGINT, SIGQUIT, SIGTSTP, SIGWINCH = 2, 3, 20, 28
+SIGINT, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU, SIGWINCH = 2, 3, 20, 21, 22, 28
+ERESTARTSYS = 512
 POLLIN, POLLOUT, POLLERR, POLLHUP = 1, 4, 8, 16
 DEFAULT_CC = bytes([3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22, 0, 0, 0])
 MAX_INPUT = 4096
@@ -254,13 +255,37 @@ class PtyReplica(PtyEnd):
     def pread(self, size, offset):
         if not self.term.master_open:
             return b""  # hung up: end of file
+        self._background_check(SIGTTIN)
         return self.term.read_input(size)
 
     def pwrite(self, data, offset):
         if not self.term.master_open:
             raise fserr(errno.EIO)
+        if self.term.lflag & TOSTOP:
+            self._background_check(SIGTTOU)
         self.term.emit(data)
         return len(data)
+
+    def _background_check(self, sig: int) -> None:
+        """Job control: a process of a background group of the terminal's
+        session that reads it (or writes with TOSTOP, or changes its
+        settings) is stopped by SIGTTIN/SIGTTOU and the call restarts
+        once it is continued. If the signal is ignored or blocked, a
+        write goes ahead and a read fails with EIO; an orphaned group
+        gets EIO."""
+        term, reg = self.term, self.term.registry
+        t = reg.current() if reg.current else None
+        if t is None or not term.sid or t.tg.sid != term.sid or not term.fg_pgid or t.tg.pgid == term.fg_pgid:
+            return
+        act = t.tg.handlers.actions[sig]
+        if act.handler == 1 or t.sigmask & (1 << (sig - 1)):  # SIG_IGN or blocked
+            if sig == SIGTTIN:
+                raise fserr(errno.EIO)
+            return
+        if reg.orphaned(t.tg.pgid):
+            raise fserr(errno.EIO)
+        reg.signal_group(t.tg.pgid, sig)
+        raise fserr(ERESTARTSYS)  # restarted after SIGCONT, or EINTR if a handler ran
 
     def readiness(self) -> int:
         term = self.term
@@ -273,17 +298,33 @@ class PtyReplica(PtyEnd):
 
     def tty_ioctl(self, k, t, request, arg) -> int:
         term = self.term
+        if request in (TCSETS, TCSETSW, TCSETSF, TIOCSPGRP, TCFLSH, TCXONC):
+            self._background_check(SIGTTOU)  # changing the terminal from the background
         if request == TIOCSCTTY:
+            if term.sid and term.sid != t.tg.sid:
+                raise fserr(errno.EPERM)  # another session's controlling terminal
             term.sid = t.tg.sid
             term.fg_pgid = t.tg.pgid
             return 0
         if request == TIOCNOTTY:
             return 0
         if request == TIOCGPGRP:
+            if term.sid and term.sid != t.tg.sid:
+                raise fserr(errno.ENOTTY)
             t.thread.write(arg, struct.pack("<i", term.fg_pgid or t.tg.pgid))
             return 0
         if request == TIOCSPGRP:
-            term.fg_pgid = struct.unpack("<i", t.thread.read(arg, 4))[0]
+            pgid = struct.unpack("<i", t.thread.read(arg, 4))[0]
+            if term.sid and term.sid != t.tg.sid:
+                raise fserr(errno.ENOTTY)  # not the caller's controlling terminal
+            if pgid < 0:
+                raise fserr(errno.EINVAL)
+            sid = self.term.registry.pgrp_session(pgid)
+            if sid is None:
+                raise fserr(errno.ESRCH)
+            if sid != t.tg.sid:
+                raise fserr(errno.EPERM)  # a group of another session
+            term.fg_pgid = pgid
             return 0
         if request == TIOCGSID:
             if not term.sid:
@@ -313,6 +354,9 @@ class PtyRegistry:
         self.terminals: dict[int, Terminal] = {}
         self.signal_group = signal_group or (lambda pgid, sig: None)
         self.devpts = None  # the devpts filesystem listing them (it sets this)
+        self.current = None   # () -> the task making the call (job-control checks)
+        self.orphaned = lambda pgid: False  # the kernel's orphaned-group test
+        self.pgrp_session = lambda pgid: None  # the session of a process group, if any
 
     def numbers(self) -> list[int]:
         return sorted(self.terminals)

@@ -13,6 +13,7 @@ FIXTURES = [
     ("altstack", (), b"stack overflow caught on the alternate stack: 1"),
     ("sigchld", (), b"nocldwait  SIGCHLD count 1 code CLD_EXITED status 3 pid ok 1"),
     ("pty_hangup", (), b"read after hang-up: -1 Input/output error"),
+    ("ttyjobs", (), b"background read: stopped by 21"),
 ]
 
 
