@@ -56,6 +56,8 @@ class Console:
         self.main_thread = threading.get_ident()
         self.old_handlers[WAKE_SIGNAL] = signal.signal(WAKE_SIGNAL, lambda *_: None)
         self.old_handlers[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self._on_winch)
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # unwind (restoring the terminal), not just die
+            self.old_handlers[sig] = signal.signal(sig, self._on_terminate)
         self.k.on_poke.append(self.pump)
         self._watch_output()
         threading.Thread(target=self._read_host, name="pyrunsc-console", daemon=True).start()
@@ -86,6 +88,10 @@ class Console:
             time.sleep(0.02)
             if not self.k.poked or self.closed:
                 return
+
+    @staticmethod
+    def _on_terminate(sig, _frame) -> None:
+        raise SystemExit(128 + sig)
 
     def _on_winch(self, *_) -> None:
         self.winch = True

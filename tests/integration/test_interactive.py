@@ -129,3 +129,12 @@ def test_console_ctrl_c_reaches_a_busy_guest():
         assert s.wait(timeout=20) == 130  # SIGINT's default action, as a shell reports it
     finally:
         s.close()
+
+
+def test_sigterm_to_pyrunsc_restores_the_terminal(bash):
+    mode_before = termios.tcgetattr(bash.fd)
+    bash.expect(PROMPT)
+    assert termios.tcgetattr(bash.fd) != mode_before  # raw while the guest runs
+    os.kill(bash.pid, signal.SIGTERM)
+    assert bash.wait() == 128 + signal.SIGTERM
+    assert termios.tcgetattr(bash.fd) == mode_before
