@@ -1,10 +1,12 @@
 """CPython's own regression tests under the sandbox (Debian's
 libpython3.11-testsuite), compared with the same modules run natively.
 
-The default slice is what passes today and runs quickly; the whole list of
-issue 3's modules runs with `python -m pytest -m slow`.
+All six of issue 3's modules run by default; a single test that cannot pass
+yet is listed in KNOWN_FAILURES with its reason, and any other failure, or
+a test count that differs from the native run, fails.
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -17,14 +19,29 @@ PYTHON = "/usr/bin/python3.11"
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/lib/python3.11/test/regrtest.py"),
                                 reason="needs libpython3.11-testsuite")
 
-DEFAULT = ["test_select", "test_time", "test_threading", "test_subprocess", "test_pty"]
-SLOW = ["test_signal"]  # its wakeup-fd tests need AF_INET sockets (issue 5)
+DEFAULT = ["test_select", "test_time", "test_threading", "test_subprocess", "test_pty", "test_signal"]
+SLOW: list[str] = []
+
+# Single tests that cannot pass yet, each with its reason; any other
+# failure fails the run.
+KNOWN_FAILURES = {
+    "test_signal": {
+        # socket.socket() is AF_INET: the sandbox has no network stack yet (issue 5)
+        "test_invalid_socket": "needs AF_INET sockets (issue 5)",
+        "test_set_wakeup_fd_socket_result": "needs AF_INET sockets (issue 5)",
+    },
+}
 
 
 def run_regrtest(module, sandboxed, timeout=1800):
-    args = [PYTHON, "-m", "test", module]
+    args = [PYTHON, "-m", "test", "-v", module]
     cmd = pyrunsc_cmd("do", "--", *args) if sandboxed else args
     return subprocess.run(cmd, capture_output=True, timeout=timeout, cwd="/")
+
+
+def failed_tests(output: bytes) -> set[str]:
+    """Names of the tests unittest reports as ERROR or FAIL."""
+    return set(re.findall(r"^(?:ERROR|FAIL): (\w+) ", output.decode(errors="replace"), re.M))
 
 
 def check(module):
@@ -32,8 +49,16 @@ def check(module):
     if native.returncode != 0:
         pytest.skip(f"{module} fails natively here")
     r = run_regrtest(module, sandboxed=True)
-    assert r.returncode == 0, r.stdout[-4000:].decode(errors="replace")
-    assert b"Tests result: SUCCESS" in r.stdout
+    known = KNOWN_FAILURES.get(module, {})
+    failed = failed_tests(r.stdout)
+    assert failed <= set(known), (failed - set(known), r.stdout[-4000:].decode(errors="replace"))
+    if not known:
+        assert r.returncode == 0, r.stdout[-4000:].decode(errors="replace")
+        assert b"Tests result: SUCCESS" in r.stdout
+    # every test ran: as many as natively
+    ran = re.search(rb"^Ran (\d+) tests?", r.stdout, re.M)
+    ran_native = re.search(rb"^Ran (\d+) tests?", native.stdout, re.M)
+    assert ran and ran_native and ran.group(1) == ran_native.group(1)
 
 
 @pytest.mark.parametrize("module", DEFAULT)
@@ -45,3 +70,8 @@ def test_regrtest(module):
 @pytest.mark.parametrize("module", SLOW)
 def test_regrtest_slow(module):
     check(module)
+
+
+def test_failed_tests_are_read_from_unittest_output():
+    out = b"ERROR: test_a (m.C.test_a)\nFAIL: test_b (m.C.test_b)\nok\n"
+    assert failed_tests(out) == {"test_a", "test_b"}
