@@ -3,6 +3,7 @@ the kernel with its first process, and a clean end."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat as S
 import sys
@@ -19,7 +20,7 @@ from sentry.strace import Strace
 from vfs import ops
 from vfs.dev import DevFS, open_device
 from vfs.devpts import DevPtsFS
-from vfs.file import O_RDONLY, O_RDWR, O_WRONLY, FileDescription, HostFileImpl
+from vfs.file import O_NOCTTY, O_RDONLY, O_RDWR, O_WRONLY, FileDescription, HostFileImpl
 from vfs.gofer import start_gofer
 from vfs.overlay import OverlayFS
 from vfs.path import MS_NODEV, MS_NOEXEC, MS_NOSUID, MountTree, PathContext, Creds
@@ -70,6 +71,7 @@ class Sandbox:
         self.platform = None
         self.kernel = None
         self.console = None
+        self._console_rdev = None
         self._log = None
 
     def _build_mounts(self) -> MountTree:
@@ -86,31 +88,45 @@ class Sandbox:
         tree.mount_path(b"/dev/shm", TmpFS(), MS_NOSUID | MS_NODEV, "shm")
         tree.mount_path(b"/sys", SysFS(os.cpu_count() or 1), MS_NOSUID | MS_NODEV | MS_NOEXEC | 1, "sysfs")
         tree.mount_path(b"/tmp", TmpFS(), MS_NOSUID | MS_NODEV, "tmpfs")
-        ops.device_opener = lambda rdev: self.ptys.open(rdev) or open_device(rdev)
+        ops.device_opener = lambda rdev, flags=O_NOCTTY: self.ptys.open(rdev, flags) or open_device(rdev)
+        self.devfs.tty_opener = self.ptys.open_controlling  # /dev/tty
         return tree
 
     def _stdio(self) -> FDTable:
         """The guest's fds 0-2: pyrunsc's own, except that terminals become
         the console's pty (the guest never drives the host terminal)."""
         table = FDTable()
+        console = None  # one description for all of them, as a login's 0-2 are
         for fd, mode in ((0, O_RDONLY), (1, O_WRONLY), (2, O_WRONLY)):
             try:
-                os.fstat(fd)
+                st = os.fstat(fd)
             except OSError:
                 continue
-            if self.console is not None and os.isatty(fd):
-                table.install_at(fd, FileDescription(self.console.replica(), O_RDWR))
+            if self.console is not None and os.isatty(fd) and st.st_rdev == self._console_rdev:
+                if console is None:
+                    console = FileDescription(self.console.replica(), O_RDWR)
+                table.install_at(fd, console)
             else:
                 table.install_at(fd, FileDescription(HostFileImpl(fd), mode))
         return table
 
     def _open_console(self) -> None:
-        """When stdin is a terminal, the guest gets a sentry pty relayed to it."""
+        """When stdin is a terminal, the guest gets a sentry pty relayed to
+        it; its output goes to the first of stdout, stderr, stdin that is
+        the same terminal. Not when pyrunsc runs in the background of that
+        terminal: raw mode would stop it (SIGTTOU), so the terminal is
+        passed through as it is."""
         if not self.config.console or not os.isatty(0):
             return
-        out = next((fd for fd in (1, 2, 0) if os.isatty(fd)), 0)
+        try:
+            if os.tcgetpgrp(0) != os.getpgrp():
+                return
+        except OSError:
+            pass  # not our controlling terminal: no job control to mind
+        self._console_rdev = os.fstat(0).st_rdev
+        out = next((fd for fd in (1, 2, 0) if os.isatty(fd) and os.fstat(fd).st_rdev == self._console_rdev
+                    and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY), None)
         self.console = Console(self.kernel, self.ptys, in_fd=0, out_fd=out)
-        self.devfs.tty_opener = self.console.replica
 
     def _find_program(self, tree: MountTree, ctx: PathContext, cmd: str, env: list[bytes]) -> bytes:
         """execvp's PATH search, inside the sandbox."""
@@ -151,10 +167,7 @@ class Sandbox:
             strace = Strace(self._log or sys.stderr) if cfg.strace else None
             self.kernel = Kernel(self.platform, tree, strace=strace, debug_log=self._log)
             self.proc_source.bind(self.kernel)
-            self.ptys.signal_group = self.kernel.signal_process_group
-            self.ptys.current = lambda: self.kernel.current
-            self.ptys.orphaned = self.kernel.pgrp_orphaned
-            self.ptys.pgrp_session = self.kernel.pgrp_session
+            self.ptys.kernel = self.kernel
             ctx = PathContext(tree.root, tree.root, Creds())
             cwd = os.fsencode(cfg.cwd or os.getcwd())
             try:
@@ -174,7 +187,7 @@ class Sandbox:
                 code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
                 raise SandboxError(f"pyrunsc: {argv[0]}: {os.strerror(e.errno)}", code) from None
             if self.console is not None:
-                self.console.attach(session_leader_pgid=1)  # init leads the first session
+                self.console.attach(self.kernel.init_tg)  # init leads the first session
             status = self.kernel.run()
             return wait_status_to_exit_code(status)
         except InternalError as e:

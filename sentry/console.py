@@ -24,14 +24,13 @@ import threading
 import time
 import tty
 
-from .pty import PTMX_RDEV, SIGWINCH, PtyReplica, WINSIZE
+from .pty import PTMX_RDEV, VMIN, VTIME, WINSIZE, PtyReplica
 
 WAKE_SIGNAL = signal.SIGIO  # interrupts the loop's waitpid; the sentry uses it for nothing else
-SIGHUP = 1
 
 
 class Console:
-    def __init__(self, kernel, registry, in_fd: int = 0, out_fd: int = 1):
+    def __init__(self, kernel, registry, in_fd: int = 0, out_fd: int | None = 1):
         self.k, self.in_fd, self.out_fd = kernel, in_fd, out_fd
         self.master = registry.open(PTMX_RDEV)
         self.term = self.master.term
@@ -47,11 +46,17 @@ class Console:
         """A new description of the guest's side (for fds 0-2 and /dev/tty)."""
         return PtyReplica(self.term)
 
-    def attach(self, session_leader_pgid: int) -> None:
-        """Become the controlling terminal of the first session, put the
-        host terminal in raw mode and start relaying."""
-        self.term.sid = self.term.fg_pgid = session_leader_pgid
+    def attach(self, init_tg) -> None:
+        """Become the controlling terminal of the first session (init's), put
+        the host terminal in raw mode and start relaying. The sandbox pty
+        takes the host terminal's control characters (its erase, kill,
+        interrupt... keys), as script(1) and ssh do."""
+        self.term.make_ctty(init_tg)
         self.saved_mode = termios.tcgetattr(self.in_fd)
+        cc = self.saved_mode[6]
+        for i in range(min(len(cc), len(self.term.cc))):
+            if isinstance(cc[i], bytes) and i not in (VTIME, VMIN):
+                self.term.cc[i] = cc[i][0]
         tty.setraw(self.in_fd, termios.TCSANOW)
         self.main_thread = threading.get_ident()
         self.old_handlers[WAKE_SIGNAL] = signal.signal(WAKE_SIGNAL, lambda *_: None)
@@ -101,24 +106,25 @@ class Console:
         """In the loop: feed what the user typed, apply a window change."""
         while self.inbox:
             data = self.inbox.popleft()
-            if not data:  # the host terminal hung up: so does the guest's session
-                if self.term.fg_pgid:
-                    self.k.signal_process_group(self.term.fg_pgid, SIGHUP)
+            if not data:  # the host terminal hung up: so does the guest's
+                if self.term.master_open:
+                    self.master.release()
+                continue
+            if not self.term.master_open:
                 continue
             self.master.pwrite(data, 0)
         if self.winch:
             self.winch = False
-            if self._resize() and self.term.fg_pgid:
-                self.k.signal_process_group(self.term.fg_pgid, SIGWINCH)
+            self._resize()
 
-    def _resize(self) -> bool:
+    def _resize(self) -> None:
+        """The sandbox pty takes the host terminal's size (a change signals
+        the guest's foreground group)."""
         try:
             size = WINSIZE.unpack(fcntl.ioctl(self.in_fd, termios.TIOCGWINSZ, bytes(8)))
         except OSError:
-            return False
-        changed = size != self.term.winsize
-        self.term.winsize = size
-        return changed
+            return
+        self.term.set_winsize(size)
 
     # --- pty -> host ---
     def _watch_output(self) -> None:
@@ -126,6 +132,8 @@ class Console:
 
     def _flush(self) -> None:
         out = self.term.output
+        if self.out_fd is None:  # no terminal to show it on (stdout and stderr redirected)
+            out.clear()
         while out and not self.closed:
             try:
                 n = os.write(self.out_fd, out)

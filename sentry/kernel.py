@@ -30,7 +30,7 @@ from .syscalls import table
 from .syscalls.time import process_cpu_ns
 from .task import (ZOMBIE, Credentials, FSContext, PIDNamespace, SignalHandlers,
                    Task, ThreadGroup)
-from . import futex, itimer, posixtimer, seccomp, signals
+from . import futex, itimer, jobcontrol, posixtimer, seccomp, signals
 from .signals import ERESTARTSYS
 from .waiter import Block
 
@@ -39,6 +39,7 @@ SIGKILL, SIGCHLD, SIGSTOP, SIGTRAP, SIGSEGV = 9, 17, 19, 5, 11
 AUDIT_ARCH_X86_64 = 0xC000003E
 CORE_SIGNALS = {3, 4, 5, 6, 7, 8, 11, 24, 25, 31}  # default action: dump core
 IGNORED_SIGNALS = {17, 18, 23, 28}  # SIGCHLD, SIGCONT, SIGURG, SIGWINCH
+HOST_FAULTS = {4, 5, 7, 8, 11, 31}  # SIGILL SIGTRAP SIGBUS SIGFPE SIGSEGV SIGSYS: raised by guest code
 NORESUME = object()  # handler result: the handler decided how the task goes on
 
 
@@ -490,6 +491,13 @@ class Kernel:
             # ptrace events we did not ask for here, or a stop: carry on
             self.ready.append((t, 0, 0, 0))
             return
+        if sig not in HOST_FAULTS:
+            # sent by the host, not raised by the guest's code: the host
+            # terminal's SIGWINCH or SIGHUP to pyrunsc's process group, which
+            # the guests' host processes share. The guest's signals are ours.
+            self._log_debug(f"host signal {sig} to {t} dropped")
+            self.ready.append((t, 0, 0, 0))
+            return
         # A synchronous fault raised by the host (SIGSEGV, SIGBUS, SIGFPE,
         # SIGILL, SIGTRAP from int3): the guest's signal, not the host's.
         self.guest_fault(t, sig)
@@ -548,6 +556,8 @@ class Kernel:
         if tg.exiting:
             return
         tg.exiting = True
+        if wait_status & 0x80 and not tg.rlimits.get(4, (0,))[0]:
+            wait_status &= ~0x80  # RLIMIT_CORE 0: Linux dumps no core, so none is reported
         tg.exit_status = wait_status
         tg.cpu_ns = process_cpu_ns(tg)  # while its host process still exists
         itimer.cancel_all(tg)
@@ -574,6 +584,7 @@ class Kernel:
             self.exit_status = tg.exit_status
             self.finished = True
             return
+        jobcontrol.disassociate_ctty(self, tg, on_exit=True)  # a session leader's terminal hangs up
         reaper = self._new_reaper(tg)
         # groups this exit may orphan: its own, and its children's in its session
         watch = {tg.pgid} | {c.pgid for c in tg.children if c.sid == tg.sid and c.pgid != tg.pgid}

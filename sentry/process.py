@@ -73,6 +73,7 @@ def clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int) ->
                          ptg.creds.copy(), mm,
                          ptg.handlers if flags & CLONE_SIGHAND else ptg.handlers.copy())
         tg.pgid, tg.sid = ptg.pgid, ptg.sid
+        tg.ctty = ptg.ctty
         tg.rlimits = dict(ptg.rlimits)
         tg.exe, tg.argv, tg.envp = ptg.exe, ptg.argv, ptg.envp
         tg.no_new_privs = ptg.no_new_privs
@@ -82,6 +83,8 @@ def clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int) ->
     child.sigmask = t.sigmask
     child.seccomp = t.seccomp
     child.ioprio = t.ioprio
+    if flags & (CLONE_VM | CLONE_VFORK) != CLONE_VM:  # fork and vfork keep the alternate stack
+        child.sigaltstack = t.sigaltstack
     child.comm = t.comm
     if flags & CLONE_CHILD_CLEARTID:
         child.clear_child_tid = ctid

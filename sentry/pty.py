@@ -1,7 +1,14 @@
 """Pseudo-terminals: /dev/ptmx and /dev/pts/N, with the sentry's own line
 discipline (canonical mode, echo, ^C/^Z/^\\ as signals to the foreground
 process group, CR/NL translation) and Linux's hang-up rules: reading the
-master after the last replica closes gives EIO.
+master after the last replica closes gives EIO; closing the master hangs
+up the replica's session.
+
+Job control as Linux's tty layer does it: a terminal is the controlling
+terminal of at most one session (TIOCSCTTY, or a session leader opening
+it), TIOCSPGRP picks its foreground group within that session, and a
+background process that reads it (or writes with TOSTOP, or changes its
+settings) is stopped by SIGTTIN/SIGTTOU (sentry.jobcontrol).
 """
 from __future__ import annotations
 
@@ -9,23 +16,24 @@ import errno
 import os
 import struct
 
-from vfs.file import WouldBlock
+from vfs.file import O_ACCMODE, O_NOCTTY, O_WRONLY, WouldBlock
 from vfs.inode import FileDescriptionImpl, fserr
 
+from . import jobcontrol
 from .waiter import WaitQueue
 
 PTMX_RDEV = os.makedev(5, 2)
 PTS_MAJOR = 136
 TERMIOS = struct.Struct("<IIIIB19s")
 WINSIZE = struct.Struct("<HHHH")
+I32 = struct.Struct("<i")
 # c_iflag, c_oflag, c_lflag bits used here
 ICRNL, IXON = 0o400, 0o2000
 OPOST, ONLCR = 0o1, 0o4
-ISIG, ICANON, ECHO, ECHOE, ECHOK, ECHONL, TOSTOP, ECHOCTL, ECHOKE, IEXTEN = (
-    0o1, 0o2, 0o10, 0o20, 0o40, 0o100, 0o400, 0o1000, 0o4000, 0o100000)
+ISIG, ICANON, ECHO, ECHOE, ECHOK, ECHONL, NOFLSH, TOSTOP, ECHOCTL, ECHOKE, IEXTEN = (
+    0o1, 0o2, 0o10, 0o20, 0o40, 0o100, 0o200, 0o400, 0o1000, 0o4000, 0o100000)
 VINTR, VQUIT, VERASE, VKILL, VEOF, VTIME, VMIN, VSWTC, VSTART, VSTOP, VSUSP = range(11)
 SIGINT, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU, SIGWINCH = 2, 3, 20, 21, 22, 28
-ERESTARTSYS = 512
 POLLIN, POLLOUT, POLLERR, POLLHUP = 1, 4, 8, 16
 DEFAULT_CC = bytes([3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22, 0, 0, 0])
 MAX_INPUT = 4096
@@ -33,6 +41,7 @@ MAX_INPUT = 4096
 TCGETS, TCSETS, TCSETSW, TCSETSF = 0x5401, 0x5402, 0x5403, 0x5404
 TIOCSCTTY, TIOCGPGRP, TIOCSPGRP, TIOCGWINSZ, TIOCSWINSZ = 0x540E, 0x540F, 0x5410, 0x5413, 0x5414
 FIONREAD, TIOCNOTTY, TIOCGSID, TCFLSH, TCXONC, TCSBRK = 0x541B, 0x5422, 0x5429, 0x540B, 0x540A, 0x5409
+TCSBRKP, TIOCSBRK, TIOCCBRK = 0x5425, 0x5427, 0x5428
 TIOCGPTN, TIOCSPTLCK, TIOCGPTPEER = 0x80045430, 0x40045431, 0x5441
 
 
@@ -44,7 +53,7 @@ class Terminal:
         self.cflag = 0o277  # B38400 | CS8 | CREAD
         self.lflag = ISIG | ICANON | ECHO | ECHOE | ECHOK | ECHOCTL | ECHOKE | IEXTEN
         self.cc = bytearray(DEFAULT_CC)
-        self.winsize = (24, 80, 0, 0)
+        self.winsize = (0, 0, 0, 0)  # as Linux: a new pty has no size until TIOCSWINSZ
         self.line = bytearray()    # the line being edited (canonical mode)
         self.cooked = bytearray()  # input the replica may read
         self.eof_marks = 0         # pending ^D ends of input in canonical mode
@@ -57,6 +66,22 @@ class Terminal:
         self.sid = 0
         self.to_master = WaitQueue()
         self.to_replica = WaitQueue()
+
+    # --- job control ---
+    def make_ctty(self, tg) -> None:
+        """Become the controlling terminal of tg's session (tg leads it); its
+        group is in the foreground."""
+        self.sid, self.fg_pgid = tg.sid, tg.pgid
+        tg.ctty = self
+        tg.tty_old_pgrp = 0
+
+    def set_winsize(self, size: tuple) -> None:
+        """TIOCSWINSZ (or the host terminal's size, for the console): a
+        change signals the foreground group."""
+        if size != self.winsize:
+            self.winsize = size
+            if self.fg_pgid:
+                self.registry.signal_group(self.fg_pgid, SIGWINCH)
 
     # --- termios ---
     def termios(self) -> bytes:
@@ -94,7 +119,10 @@ class Terminal:
                 sig = {cc[VINTR]: SIGINT, cc[VQUIT]: SIGQUIT, cc[VSUSP]: SIGTSTP}[ch]
                 if lflag & ECHO:
                     self._echo(ch)
-                self.line.clear()
+                if not lflag & NOFLSH:  # what was typed but not read is dropped
+                    self.line.clear()
+                    self.cooked.clear()
+                    self.eof_marks = 0
                 if self.fg_pgid:
                     self.registry.signal_group(self.fg_pgid, sig)
                 continue
@@ -149,17 +177,26 @@ class Terminal:
 
 
 class PtyEnd(FileDescriptionImpl):
+    """What both ends share: termios, window size and the job-control
+    ioctls, which on either end act on the one terminal (Linux's real_tty:
+    a master's TIOCSPGRP sets its replica's foreground group)."""
     seekable = False
     is_pty = True
+    is_master = False
 
     def __init__(self, term: Terminal):
         self.term = term
+
+    def _check(self, k, t, sig: int) -> None:
+        if k is not None and t is not None:
+            jobcontrol.background_check(k, t, self.term, sig)
 
     def _common_ioctl(self, k, t, request, arg) -> int | None:
         term, mem = self.term, t.thread
         if request == TCGETS:
             mem.write(arg, term.termios())
         elif request in (TCSETS, TCSETSW, TCSETSF):
+            self._check(k, t, SIGTTOU)  # changing the terminal from the background
             term.set_termios(mem.read(arg, TERMIOS.size))
             if request == TCSETSF:
                 term.cooked.clear()
@@ -167,21 +204,84 @@ class PtyEnd(FileDescriptionImpl):
         elif request == TIOCGWINSZ:
             mem.write(arg, WINSIZE.pack(*term.winsize))
         elif request == TIOCSWINSZ:
-            new = WINSIZE.unpack(mem.read(arg, 8))
-            if new != term.winsize:
-                term.winsize = new
-                if term.fg_pgid:
-                    term.registry.signal_group(term.fg_pgid, SIGWINCH)
-        elif request in (TCFLSH, TCXONC, TCSBRK):
-            if request == TCFLSH and arg in (0, 2):
-                term.cooked.clear()
-                term.line.clear()
+            term.set_winsize(WINSIZE.unpack(mem.read(arg, 8)))
+        elif request in (TCFLSH, TCXONC, TCSBRK, TCSBRKP, TIOCSBRK, TIOCCBRK):
+            if not self.is_master:
+                self._check(k, t, SIGTTOU)
+            if request == TCFLSH:
+                if arg not in (0, 1, 2):
+                    raise fserr(errno.EINVAL)
+                if arg in (0, 2):
+                    term.cooked.clear()
+                    term.line.clear()
+                    term.eof_marks = 0
         else:
-            return None
+            return self._job_ioctl(k, t, request, arg)
+        return 0
+
+    def _job_ioctl(self, k, t, request, arg) -> int | None:
+        """TIOCSCTTY, TIOCNOTTY, TIOCGPGRP, TIOCSPGRP, TIOCGSID (Linux's
+        tty_jobctrl): a replica answers only a process whose controlling
+        terminal it is; a master answers anyone about its replica."""
+        term, tg = self.term, t.tg
+        own = tg.ctty is term
+        if request == TIOCSCTTY:
+            return self._set_ctty(k, t, arg)
+        if request == TIOCNOTTY:
+            if self.is_master or not own:
+                raise fserr(errno.ENOTTY)
+            if k is not None:
+                jobcontrol.disassociate_ctty(k, tg, on_exit=False)
+            tg.ctty = None
+            return 0
+        if request == TIOCGPGRP:
+            if not self.is_master and not own:
+                raise fserr(errno.ENOTTY)
+            t.thread.write(arg, I32.pack(term.fg_pgid))
+            return 0
+        if request == TIOCSPGRP:
+            try:
+                self._check(k, t, SIGTTOU)
+            except OSError as e:
+                if e.errno == errno.EIO:  # an orphaned group may not take it
+                    raise fserr(errno.ENOTTY) from None
+                raise
+            pgid = I32.unpack(t.thread.read(arg, 4))[0]
+            if pgid < 0:
+                raise fserr(errno.EINVAL)
+            if not own or term.sid != tg.sid:
+                raise fserr(errno.ENOTTY)  # not the caller's controlling terminal
+            if k is None or jobcontrol.session_of_pgrp(k, pgid) != tg.sid:
+                raise fserr(errno.EPERM)   # a group of another session
+            term.fg_pgid = pgid
+            return 0
+        if request == TIOCGSID:
+            if not self.is_master and not own or not term.sid:
+                raise fserr(errno.ENOTTY)
+            t.thread.write(arg, I32.pack(term.sid))
+            return 0
+        return None
+
+    def _set_ctty(self, k, t, arg: int) -> int:
+        """TIOCSCTTY: a session leader without a controlling terminal takes
+        this one, unless another session has it (arg 1 lets root steal it)."""
+        term, tg = self.term, t.tg
+        leader = tg.sid == tg.tgid
+        if leader and term.sid == tg.sid:
+            return 0
+        if not leader or tg.ctty is not None:
+            raise fserr(errno.EPERM)
+        if term.sid:
+            if arg != 1 or tg.creds.euid != 0 or k is None:
+                raise fserr(errno.EPERM)
+            jobcontrol.session_clear_tty(k, term.sid)
+        term.make_ctty(tg)
         return 0
 
 
 class PtyMaster(PtyEnd):
+    is_master = True
+
     def link_name(self) -> bytes:
         return b"/dev/ptmx"
 
@@ -205,7 +305,7 @@ class PtyMaster(PtyEnd):
         if term.output:
             r |= POLLIN
         if term.replica_opened and term.replicas == 0:
-            r |= POLLIN | POLLHUP
+            r |= POLLHUP  # readable only while data is left (then read gives EIO)
         return r
 
     def wait_queues(self):
@@ -220,10 +320,7 @@ class PtyMaster(PtyEnd):
             term.locked = bool(struct.unpack("<i", t.thread.read(arg, 4))[0])
             return 0
         if request == FIONREAD:
-            t.thread.write(arg, struct.pack("<i", len(term.output)))
-            return 0
-        if request == TIOCGPGRP:
-            t.thread.write(arg, struct.pack("<i", term.fg_pgid))
+            t.thread.write(arg, I32.pack(len(term.output)))
             return 0
         r = self._common_ioctl(k, t, request, arg)
         if r is None:
@@ -235,6 +332,7 @@ class PtyMaster(PtyEnd):
         term.master_open = False
         term.to_replica.notify()
         term.registry.forget(term)
+        jobcontrol.hangup(term.registry.kernel, term)
 
 
 class PtyReplica(PtyEnd):
@@ -252,45 +350,28 @@ class PtyReplica(PtyEnd):
             raise fserr(errno.EBADF)
         return devpts.node_stat(self.term.index)
 
+    def _caller(self):
+        k = self.term.registry.kernel
+        return k, (k.current if k is not None else None)
+
     def pread(self, size, offset):
         if not self.term.master_open:
             return b""  # hung up: end of file
-        self._background_check(SIGTTIN)
+        self._check(*self._caller(), SIGTTIN)
         return self.term.read_input(size)
 
     def pwrite(self, data, offset):
         if not self.term.master_open:
             raise fserr(errno.EIO)
         if self.term.lflag & TOSTOP:
-            self._background_check(SIGTTOU)
+            self._check(*self._caller(), SIGTTOU)
         self.term.emit(data)
         return len(data)
-
-    def _background_check(self, sig: int) -> None:
-        """Job control: a process of a background group of the terminal's
-        session that reads it (or writes with TOSTOP, or changes its
-        settings) is stopped by SIGTTIN/SIGTTOU and the call restarts
-        once it is continued. If the signal is ignored or blocked, a
-        write goes ahead and a read fails with EIO; an orphaned group
-        gets EIO."""
-        term, reg = self.term, self.term.registry
-        t = reg.current() if reg.current else None
-        if t is None or not term.sid or t.tg.sid != term.sid or not term.fg_pgid or t.tg.pgid == term.fg_pgid:
-            return
-        act = t.tg.handlers.actions[sig]
-        if act.handler == 1 or t.sigmask & (1 << (sig - 1)):  # SIG_IGN or blocked
-            if sig == SIGTTIN:
-                raise fserr(errno.EIO)
-            return
-        if reg.orphaned(t.tg.pgid):
-            raise fserr(errno.EIO)
-        reg.signal_group(t.tg.pgid, sig)
-        raise fserr(ERESTARTSYS)  # restarted after SIGCONT, or EINTR if a handler ran
 
     def readiness(self) -> int:
         term = self.term
         if not term.master_open:
-            return POLLIN | POLLHUP
+            return POLLIN | POLLOUT | POLLERR | POLLHUP
         return POLLOUT | (POLLIN if term.cooked or term.eof_marks else 0)
 
     def wait_queues(self):
@@ -298,41 +379,10 @@ class PtyReplica(PtyEnd):
 
     def tty_ioctl(self, k, t, request, arg) -> int:
         term = self.term
-        if request in (TCSETS, TCSETSW, TCSETSF, TIOCSPGRP, TCFLSH, TCXONC):
-            self._background_check(SIGTTOU)  # changing the terminal from the background
-        if request == TIOCSCTTY:
-            if term.sid and term.sid != t.tg.sid:
-                raise fserr(errno.EPERM)  # another session's controlling terminal
-            term.sid = t.tg.sid
-            term.fg_pgid = t.tg.pgid
-            return 0
-        if request == TIOCNOTTY:
-            return 0
-        if request == TIOCGPGRP:
-            if term.sid and term.sid != t.tg.sid:
-                raise fserr(errno.ENOTTY)
-            t.thread.write(arg, struct.pack("<i", term.fg_pgid or t.tg.pgid))
-            return 0
-        if request == TIOCSPGRP:
-            pgid = struct.unpack("<i", t.thread.read(arg, 4))[0]
-            if term.sid and term.sid != t.tg.sid:
-                raise fserr(errno.ENOTTY)  # not the caller's controlling terminal
-            if pgid < 0:
-                raise fserr(errno.EINVAL)
-            sid = self.term.registry.pgrp_session(pgid)
-            if sid is None:
-                raise fserr(errno.ESRCH)
-            if sid != t.tg.sid:
-                raise fserr(errno.EPERM)  # a group of another session
-            term.fg_pgid = pgid
-            return 0
-        if request == TIOCGSID:
-            if not term.sid:
-                raise fserr(errno.ENOTTY)
-            t.thread.write(arg, struct.pack("<i", term.sid))
-            return 0
+        if not term.master_open:  # hung up: what Linux's hung-up files answer
+            raise fserr(errno.ENOTTY if request == TIOCSPGRP else errno.EIO)
         if request == FIONREAD:
-            t.thread.write(arg, struct.pack("<i", len(term.cooked)))
+            t.thread.write(arg, I32.pack(len(term.cooked)))
             return 0
         r = self._common_ioctl(k, t, request, arg)
         if r is None:
@@ -344,39 +394,70 @@ class PtyReplica(PtyEnd):
         term.replicas -= 1
         if term.replicas == 0:
             term.to_master.notify()
+            k = term.registry.kernel
+            if term.sid and k is not None:
+                # the last file on it closed: no process holds it as its terminal
+                jobcontrol.session_clear_tty(k, term.sid)
 
 
 class PtyRegistry:
-    """The sandbox's ptys, by index; devpts lists them. signal_group(pgid,
-    sig) is the kernel's (for ^C and window changes)."""
+    """The sandbox's ptys, by index; devpts lists them. `kernel` (set once
+    it exists) is who job control asks: the calling task, process groups,
+    signals to a foreground group (^C, window changes)."""
 
     def __init__(self, signal_group=None):
         self.terminals: dict[int, Terminal] = {}
-        self.signal_group = signal_group or (lambda pgid, sig: None)
+        self._signal_group = signal_group
         self.devpts = None  # the devpts filesystem listing them (it sets this)
-        self.current = None   # () -> the task making the call (job-control checks)
-        self.orphaned = lambda pgid: False  # the kernel's orphaned-group test
-        self.pgrp_session = lambda pgid: None  # the session of a process group, if any
+        self.kernel = None
+
+    def signal_group(self, pgid: int, sig: int) -> None:
+        if self._signal_group is not None:
+            self._signal_group(pgid, sig)
+        elif self.kernel is not None:
+            self.kernel.signal_process_group(pgid, sig)
 
     def numbers(self) -> list[int]:
         return sorted(self.terminals)
 
-    def open(self, rdev: int) -> FileDescriptionImpl | None:
-        """The device opener for ptmx and pts/N (None: not ours)."""
+    def new_terminal(self) -> PtyMaster:
+        n = 0
+        while n in self.terminals:
+            n += 1
+        term = self.terminals[n] = Terminal(n, self)
+        return PtyMaster(term)
+
+    def open(self, rdev: int, flags: int = O_NOCTTY) -> FileDescriptionImpl | None:
+        """The device opener for ptmx and pts/N (None: not ours). Opening a
+        replica without O_NOCTTY makes it the controlling terminal of a
+        session leader that has none, if no session has it."""
         if rdev == PTMX_RDEV:
-            n = 0
-            while n in self.terminals:
-                n += 1
-            term = self.terminals[n] = Terminal(n, self)
-            return PtyMaster(term)
-        if os.major(rdev) == PTS_MAJOR:
-            term = self.terminals.get(os.minor(rdev))
-            if term is None or not term.master_open:
-                raise fserr(errno.EIO)
-            if term.locked:
-                raise fserr(errno.EIO)
-            return PtyReplica(term)
-        return None
+            return self.new_terminal()
+        if os.major(rdev) != PTS_MAJOR:
+            return None
+        term = self.terminals.get(os.minor(rdev))
+        if term is None or not term.master_open or term.locked:
+            raise fserr(errno.EIO)
+        replica = PtyReplica(term)
+        k = self.kernel
+        t = k.current if k is not None else None
+        if t is not None and not flags & O_NOCTTY and flags & O_ACCMODE != O_WRONLY:
+            tg = t.tg
+            if tg.sid == tg.tgid and tg.ctty is None and not term.sid:
+                term.make_ctty(tg)
+        return replica
+
+    def open_controlling(self) -> FileDescriptionImpl:
+        """/dev/tty: the calling process's controlling terminal (ENXIO if it
+        has none)."""
+        k = self.kernel
+        t = k.current if k is not None else None
+        term = t.tg.ctty if t is not None else None
+        if term is None:
+            raise fserr(errno.ENXIO)
+        if not term.master_open:
+            raise fserr(errno.EIO)
+        return PtyReplica(term)
 
     def forget(self, term: Terminal) -> None:
         if self.terminals.get(term.index) is term:

@@ -21,7 +21,8 @@ IGNORED_BY_DEFAULT = {17, 18, 23, 28}  # SIGCHLD SIGCONT SIGURG SIGWINCH
 UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
 ERESTARTSYS = 512  # internal: restart the syscall if the handler has SA_RESTART
 SI_USER, SI_KERNEL, SI_TKILL = 0, 0x80, -6
-SS_ONSTACK, SS_DISABLE = 1, 2
+SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
+MINSIGSTKSZ = 2048  # Linux's floor for sigaltstack (not AT_MINSIGSTKSZ)
 
 MCONTEXT_REGS = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp",
                  "rbx", "rdx", "rax", "rcx", "rsp", "rip", "eflags")
@@ -180,19 +181,50 @@ def deliver_pending(k, t, regs) -> bool:
             k.exit_group(tg, k.signal_status(sig))
             return True
         return False
-    _setup_frame(k, t, regs, sig, act, info)
+    try:
+        _setup_frame(k, t, regs, sig, act, info)
+    except OSError:  # no room for the frame: Linux's force_sigsegv
+        k.exit_group(tg, k.signal_status(11))
     return True
+
+
+def _on_altstack(t, sp: int) -> bool:
+    """Linux's on_sig_stack: never true for an SS_AUTODISARM stack."""
+    ss_sp, ss_flags, ss_size = t.sigaltstack
+    return not ss_flags & SS_AUTODISARM and ss_sp < sp <= ss_sp + ss_size
+
+
+def altstack_flags(t, sp: int) -> int:
+    """ss_flags as sigaltstack(2) reports them for a thread at sp."""
+    ss_sp, ss_flags, ss_size = t.sigaltstack
+    mode = SS_DISABLE if not ss_size else (SS_ONSTACK if _on_altstack(t, sp) else 0)
+    return mode | (ss_flags & SS_AUTODISARM)
+
+
+def set_altstack(t, sp: int, nsp: int, nflags: int, nsize: int) -> int:
+    """Linux's do_sigaltstack for a thread at sp; 0 or an errno."""
+    nflags &= 0xFFFFFFFF
+    if _on_altstack(t, sp):
+        return errno.EPERM
+    mode = nflags & ~SS_AUTODISARM
+    if mode not in (0, SS_ONSTACK, SS_DISABLE):
+        return errno.EINVAL
+    if mode == SS_DISABLE:
+        nsp = nsize = 0
+    elif nsize < MINSIGSTKSZ:
+        return errno.ENOMEM
+    t.sigaltstack = (nsp, nflags, nsize)  # the flags as given, as Linux keeps them
+    return 0
 
 
 def _setup_frame(k, t, regs, sig, act, info) -> None:
     thread = t.thread
-    sp = regs.rsp
     ss_sp, ss_flags, ss_size = t.sigaltstack
-    on_alt = ss_size and ss_sp <= sp < ss_sp + ss_size
-    if act.flags & SA_ONSTACK and not ss_flags & SS_DISABLE and not on_alt:
+    sp = regs.rsp - 128  # the red zone
+    nested = _on_altstack(t, sp)
+    entering = act.flags & SA_ONSTACK and altstack_flags(t, sp) & ~SS_AUTODISARM == 0
+    if entering:
         sp = ss_sp + ss_size
-    else:
-        sp -= 128  # the red zone
     xbuf = ffi.new("char[]", XSTATE_MAX)
     xlen = lib.pt_getxstate(thread.pid, xbuf, XSTATE_MAX)
     fp_addr = 0
@@ -202,17 +234,23 @@ def _setup_frame(k, t, regs, sig, act, info) -> None:
         thread.write(fp_addr, ffi.buffer(xbuf, xlen)[:])
     frame_size = 8 + UCONTEXT.size + 128
     sp = ((sp - frame_size) & ~15) - 8
+    if (nested or entering) and not ss_sp < sp <= ss_sp + ss_size:
+        raise OSError(errno.EFAULT, "the frame overflows the alternate stack")
     uc_addr = sp + 8
     info_addr = uc_addr + UCONTEXT.size
     mregs = [getattr(regs, r) for r in MCONTEXT_REGS]
     # the mask sigreturn restores: the one before sigsuspend, if that is what waited
     old_mask = t.sigmask if t.saved_sigmask is None else t.saved_sigmask
     t.saved_sigmask = None
-    uc = UCONTEXT.pack(0, 0, ss_sp, (SS_ONSTACK if on_alt else 0) | (ss_flags & SS_DISABLE), ss_size,
+    # uc_stack: the stack as set (flags as given), which sigreturn re-applies
+    uc_flags = ss_flags - (1 << 32) if ss_flags & 0x80000000 else ss_flags
+    uc = UCONTEXT.pack(0, 0, ss_sp, uc_flags, ss_size,
                        *mregs, regs.cs, regs.gs, regs.fs, regs.ss, 0, 0, old_mask & 0xFFFFFFFF, 0,
                        fp_addr, *([0] * 8), old_mask)
     thread.write(sp, struct.pack("<Q", act.restorer) + uc + encode_siginfo(info))
     t.xstate_len = xlen if xlen > 0 else 0
+    if ss_flags & SS_AUTODISARM:
+        t.sigaltstack = (0, SS_DISABLE, 0)
     regs.rdi, regs.rsi, regs.rdx, regs.rax = sig, info_addr, uc_addr, 0
     regs.rsp, regs.rip = sp, act.handler
     regs.eflags &= ~(0x400 | 0x100)  # DF, TF
@@ -238,6 +276,8 @@ def sigreturn(k, t) -> None:
     t.sigmask = vals[-1] & ~UNBLOCKABLE
     regs.orig_rax = 0xFFFFFFFFFFFFFFFF
     thread.set_regs(regs)
+    # the frame's uc_stack is set again, from the restored sp; errors ignored
+    set_altstack(t, regs.rsp, vals[2], vals[3], vals[4])
     xlen = t.xstate_len
     if fp_addr and xlen:
         data = thread.read(fp_addr, xlen)
@@ -252,7 +292,11 @@ def deliver_fault(k, t, sig: int) -> bool:
     si = ffi.new("long[4]")
     lib.pt_getsiginfo(t.thread.pid, si)
     regs = t.thread.get_regs()
-    _setup_frame(k, t, regs, sig, act, (sig, 0, si[1], si[2], 0))
+    try:
+        _setup_frame(k, t, regs, sig, act, (sig, 0, si[1], si[2], 0))
+    except OSError:  # no room for the frame: Linux's force_sigsegv
+        k.exit_group(t.tg, k.signal_status(11))
+        return True
     t.thread.set_regs(regs)
     k.ready.append((t, 0, 0, 0))
     return True

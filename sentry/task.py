@@ -120,6 +120,8 @@ class ThreadGroup:
         self.handlers = handlers
         self.pgid = tgid
         self.sid = tgid
+        self.ctty = None          # controlling terminal (sentry.pty.Terminal), inherited by fork
+        self.tty_old_pgrp = 0     # a session leader's foreground group when its terminal hung up
         self.state = RUNNING
         self.exit_status: int | None = None  # wait status once exiting
         self.child_events = WaitQueue()  # a child changed state (wait4)

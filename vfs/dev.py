@@ -79,10 +79,11 @@ _MEMORY_DEVICES: dict[int, type[FileDescriptionImpl]] = {
 }
 
 
-def open_device(rdev: int) -> FileDescriptionImpl | None:
+def open_device(rdev: int, flags: int = 0) -> FileDescriptionImpl | None:
     """An open description for character device rdev wherever its node
     lives, or None for a device this module does not serve (the caller
-    decides: ENXIO, or the node's own open)."""
+    decides: ENXIO, or the node's own open). The open flags matter to none
+    of these (vfs.ops.device_opener passes them for the ptys)."""
     impl = _MEMORY_DEVICES.get(rdev)
     return impl() if impl is not None else None
 

@@ -15,7 +15,7 @@ from .path import R_OK, W_OK, X_OK, Location, MountTree, PathContext, may_access
 
 # Opening device nodes found on any filesystem goes through this hook
 # (set by whoever assembles the sandbox: vfs.dev.open_device).
-device_opener = None
+device_opener = None  # (rdev, open flags) -> impl or None: the sandbox's devices
 
 
 class DirectoryImpl(FileDescriptionImpl):
@@ -61,7 +61,7 @@ def open_impl(loc: Location, flags: int, tree: MountTree) -> FileDescriptionImpl
     if S.S_ISCHR(st.mode) or S.S_ISBLK(st.mode):
         if loc.mount.flags & 4:  # MS_NODEV
             raise fserr(errno.EACCES)
-        impl = device_opener(st.rdev) if device_opener and S.S_ISCHR(st.mode) else None
+        impl = device_opener(st.rdev, flags) if device_opener and S.S_ISCHR(st.mode) else None
         if impl is None:
             try:
                 return loc.inode.open(flags)

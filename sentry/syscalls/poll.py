@@ -91,8 +91,9 @@ def sys_ppoll(k, t, fds, nfds, tsp, sigmask, sigsetsize, *_):
     ns = None
     if tsp:
         ns = read_timespec_ns(t, tsp)
-    return with_call_mask(k, t, sigmask, sigsetsize,
-                          lambda: _do_poll(k, t, fds, nfds, _timeout_deadline(t, ns)))
+    deadline = _timeout_deadline(t, ns)
+    return _updating_time_left(t, tsp, deadline, 1, lambda: with_call_mask(
+        k, t, sigmask, sigsetsize, lambda: _do_poll(k, t, fds, nfds, deadline)))
 
 
 def _do_select(k, t, nfds, rset, wset, eset, deadline_ns):
@@ -128,6 +129,29 @@ def _do_select(k, t, nfds, rset, wset, eset, deadline_ns):
     raise _block_for(descs, deadline_ns)
 
 
+def _time_left(t, addr, deadline_ns, unit=1000) -> None:
+    """Linux's select, pselect6 and ppoll write the time left back (a
+    timeval, unit 1000, or a timespec, unit 1), on success, timeout and
+    EINTR alike; one they cannot write is no error."""
+    left = max(0, deadline_ns - time.monotonic_ns())
+    try:
+        t.thread.write(addr, struct.pack("<qq", left // 10**9, left % 10**9 // unit))
+    except OSError:
+        pass
+
+
+def _updating_time_left(t, addr, deadline_ns, unit, run):
+    if not addr:
+        return run()
+    try:
+        r = run()
+    except Block as b:
+        b.on_interrupt = lambda task: _time_left(task, addr, deadline_ns, unit)
+        raise
+    _time_left(t, addr, deadline_ns, unit)
+    return r
+
+
 @syscall("select")
 def sys_select(k, t, nfds, rset, wset, eset, tvp, *_):
     ns = None
@@ -136,7 +160,9 @@ def sys_select(k, t, nfds, rset, wset, eset, tvp, *_):
         if sec < 0 or not 0 <= usec < 10**6:
             raise fserr(errno.EINVAL)
         ns = sec * 10**9 + usec * 1000
-    return _do_select(k, t, nfds, rset, wset, eset, _timeout_deadline(t, ns))
+    deadline = _timeout_deadline(t, ns)
+    return _updating_time_left(t, tvp, deadline, 1000,
+                               lambda: _do_select(k, t, nfds, rset, wset, eset, deadline))
 
 
 @syscall("pselect6")
@@ -147,5 +173,6 @@ def sys_pselect6(k, t, nfds, rset, wset, eset, tsp, sig_arg, *_):
     mask_addr = size = 0
     if sig_arg:  # struct { const sigset_t *ss; size_t ss_len; }
         mask_addr, size = struct.unpack("<QQ", t.thread.read(sig_arg, 16))
-    return with_call_mask(k, t, mask_addr, size,
-                          lambda: _do_select(k, t, nfds, rset, wset, eset, _timeout_deadline(t, ns)))
+    deadline = _timeout_deadline(t, ns)
+    return _updating_time_left(t, tsp, deadline, 1, lambda: with_call_mask(
+        k, t, mask_addr, size, lambda: _do_select(k, t, nfds, rset, wset, eset, deadline)))

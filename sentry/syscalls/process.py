@@ -131,16 +131,44 @@ def sys_wait4(k, t, pid, status_addr, options, rusage, *_):
     return child.tgid
 
 
+def _waitid_info(t, infop, signo=0, code=0, pid=0, uid=0, status=0) -> None:
+    """The six siginfo fields Linux's waitid writes, whatever it returns."""
+    t.thread.write(infop, struct.pack("<iii", signo, 0, code))
+    t.thread.write(infop + 16, struct.pack("<iIi", pid, uid, status))
+
+
+def _waitid(k, t, idtype, ident, options):
+    if options & ~(process.WNOHANG | process.WNOWAIT | process.WEXITED | process.WUNTRACED
+                   | process.WCONTINUED | process.WNOTHREAD | process.WALL | process.WCLONE) or \
+            not options & (process.WEXITED | process.WUNTRACED | process.WCONTINUED):
+        raise fserr(errno.EINVAL)
+    if idtype == process.P_PIDFD:
+        if ident < 0:
+            raise fserr(errno.EINVAL)
+        from .signal import PidFD
+        desc = t.tg.fdtable.get(ident)
+        if not isinstance(desc.impl, PidFD):
+            raise fserr(errno.EBADF)
+        if desc.nonblocking:
+            options |= process.WNOHANG
+        idtype, ident = process.P_PID, desc.impl.tg.tgid
+    elif idtype not in (process.P_ALL, process.P_PID, process.P_PGID) or \
+            (idtype == process.P_PID and ident <= 0) or (idtype == process.P_PGID and ident < 0):
+        raise fserr(errno.EINVAL)
+    return process.wait_child(k, t, idtype, ident, options)
+
+
 @syscall("waitid")
 def sys_waitid(k, t, idtype, ident, infop, options, rusage, *_):
-    if not options & (process.WEXITED | process.WUNTRACED | process.WCONTINUED):
-        raise fserr(errno.EINVAL)
-    if idtype not in (process.P_ALL, process.P_PID, process.P_PGID):
-        raise fserr(errno.EINVAL)
-    found = process.wait_child(k, t, idtype, s32(ident), options)
+    try:
+        found = _waitid(k, t, idtype, s32(ident), options)
+    except OSError:
+        if infop:
+            _waitid_info(t, infop)
+        raise
     if found is None:
         if infop:
-            t.thread.write(infop, bytes(128))
+            _waitid_info(t, infop)
         return 0
     child, status = found
     if status == 0xFFFF:
@@ -153,8 +181,7 @@ def sys_waitid(k, t, idtype, ident, infop, options, rusage, *_):
     else:
         code, si_status = 1, (status >> 8) & 0xFF  # CLD_EXITED
     if infop:
-        info = struct.pack("<iii4xiIi", SIGCHLD, 0, code, child.tgid, child.creds.uid, si_status)
-        t.thread.write(infop, info.ljust(128, b"\0"))
+        _waitid_info(t, infop, SIGCHLD, code, child.tgid, child.creds.uid, si_status)
     _rusage_zero(t, rusage)
     return 0
 
@@ -236,6 +263,7 @@ def sys_setsid(k, t, *_):
     if any(g.pgid == tg.tgid for g in k.pidns.groups.values()):
         raise fserr(errno.EPERM)
     tg.sid = tg.pgid = tg.tgid
+    tg.ctty = None  # a new session has no controlling terminal
     return tg.tgid
 
 

@@ -86,23 +86,16 @@ def sys_rt_sigreturn(k, t, *_):
 
 @syscall("sigaltstack")
 def sys_sigaltstack(k, t, ss, old_ss, *_):
-    sp, flags, size = t.sigaltstack
+    new = struct.unpack("<QI4xQ", t.thread.read(ss, 24)) if ss else None
+    sp, _, size = t.sigaltstack
     regs_sp = t.thread.get_regs().rsp if (ss or old_ss) else 0
-    on = size and sp <= regs_sp < sp + size
+    old = struct.pack("<QI4xQ", sp, signals.altstack_flags(t, regs_sp), size)
+    if new is not None:
+        err = signals.set_altstack(t, regs_sp, *new)
+        if err:
+            raise fserr(err)
     if old_ss:
-        t.thread.write(old_ss, struct.pack("<Qi4xQ", sp, (signals.SS_ONSTACK if on else 0) | (flags & signals.SS_DISABLE), size))
-    if ss:
-        nsp, nflags, nsize = struct.unpack("<Qi4xQ", t.thread.read(ss, 24))
-        if on:
-            raise fserr(errno.EPERM)
-        if nflags & ~(signals.SS_DISABLE | (1 << 31)):
-            raise fserr(errno.EINVAL)
-        if nflags & signals.SS_DISABLE:
-            t.sigaltstack = (0, signals.SS_DISABLE, 0)
-        else:
-            if nsize < k.minsigstksz:
-                raise fserr(errno.ENOMEM)
-            t.sigaltstack = (nsp, 0, nsize)
+        t.thread.write(old_ss, old)
     return 0
 
 
@@ -254,7 +247,8 @@ def sys_rt_sigtimedwait(k, t, set_addr, info, timeout, sigsetsize, *_):
             t.sigwait_set = 0
             raise fserr(errno.EAGAIN)
     t.sigwait_set = wanted  # senders of these signals wake t.sigwait_queue
-    raise Block(t.sigwait_queue, deadline_ns=deadline)
+    # another signal's handler ends it with EINTR, SA_RESTART or not (as Linux)
+    raise Block(t.sigwait_queue, deadline_ns=deadline, interrupt_result=-errno.EINTR)
 
 
 # --- pidfds ---

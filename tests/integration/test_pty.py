@@ -22,3 +22,16 @@ def test_devpts_lists_open_ptys():
     r = run_do(["/usr/bin/python3.11", "-c", script])
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout == b"/dev/pts/0 True True\n"
+
+
+def test_terminal_job_control_same_as_native(cbin):
+    """tests/fixtures/ttyjob.c on a pty of its own: the controlling terminal
+    (TIOCSCTTY, by open, TIOCNOTTY, /dev/tty), TIOCSPGRP's checks,
+    SIGTTIN/SIGTTOU and EIO from the background, orphaned groups, the
+    session leader's exit and the master's hang-up, as Linux does them."""
+    prog = cbin("ttyjob")
+    native = subprocess.run([prog], capture_output=True, timeout=120)
+    assert native.returncode == 0 and b"orphaned with a stopped member: HUP 1 CONT 1" in native.stdout
+    r = run_do([prog], timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == native.stdout
