@@ -191,7 +191,8 @@ class PtyEnd(FileDescriptionImpl):
         if k is not None and t is not None:
             jobcontrol.background_check(k, t, self.term, sig)
 
-    def _common_ioctl(self, k, t, request, arg) -> int | None:
+    def _common_ioctl(self, k, t, request, arg) -> int:
+        """The requests both ends answer; ENOTTY for anything else."""
         term, mem = self.term, t.thread
         if request == TCGETS:
             mem.write(arg, term.termios())
@@ -219,7 +220,7 @@ class PtyEnd(FileDescriptionImpl):
             return self._job_ioctl(k, t, request, arg)
         return 0
 
-    def _job_ioctl(self, k, t, request, arg) -> int | None:
+    def _job_ioctl(self, k, t, request, arg) -> int:
         """TIOCSCTTY, TIOCNOTTY, TIOCGPGRP, TIOCSPGRP, TIOCGSID (Linux's
         tty_jobctrl): a replica answers only a process whose controlling
         terminal it is; a master answers anyone about its replica."""
@@ -260,7 +261,7 @@ class PtyEnd(FileDescriptionImpl):
                 raise fserr(errno.ENOTTY)
             t.thread.write(arg, I32.pack(term.sid))
             return 0
-        return None
+        raise fserr(errno.ENOTTY)  # not a terminal request
 
     def _set_ctty(self, k, t, arg: int) -> int:
         """TIOCSCTTY: a session leader without a controlling terminal takes
@@ -322,10 +323,7 @@ class PtyMaster(PtyEnd):
         if request == FIONREAD:
             t.thread.write(arg, I32.pack(len(term.output)))
             return 0
-        r = self._common_ioctl(k, t, request, arg)
-        if r is None:
-            raise fserr(errno.ENOTTY)
-        return r
+        return self._common_ioctl(k, t, request, arg)
 
     def release(self):
         term = self.term
@@ -384,10 +382,7 @@ class PtyReplica(PtyEnd):
         if request == FIONREAD:
             t.thread.write(arg, I32.pack(len(term.cooked)))
             return 0
-        r = self._common_ioctl(k, t, request, arg)
-        if r is None:
-            raise fserr(errno.ENOTTY)
-        return r
+        return self._common_ioctl(k, t, request, arg)
 
     def release(self):
         term = self.term

@@ -9,11 +9,17 @@ def native(args):
     return subprocess.run(args, capture_output=True, timeout=60)
 
 
-def test_signal_handlers_and_faults(cbin):
-    prog = cbin("signals")
-    r = run_do([prog])
+def same_as_native(prog, **kw):
+    """Run a fixture in the sandbox; it must succeed and print what it
+    prints natively. Returns the sandboxed run."""
+    r = run_do([prog], **kw)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout == native([prog]).stdout
+    return r
+
+
+def test_signal_handlers_and_faults(cbin):
+    same_as_native(cbin("signals"))
 
 
 def test_threads(cbin):
@@ -51,20 +57,14 @@ def test_syscalls_command_lists_every_number():
 
 
 def test_job_control_stop_continue(cbin):
-    prog = cbin("jobctl")
-    r = run_do([prog])
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout == native([prog]).stdout
+    r = same_as_native(cbin("jobctl"))
     assert b"busy: stopped by 19" in r.stdout and b"waitid code 6" in r.stdout
 
 
 def test_lifecycle_details(cbin):
     """Robust mutexes, subreaper, pdeathsig, RLIMIT_NPROC for a user,
     ppoll/pselect/epoll_pwait masks, nanosleep's remaining time."""
-    prog = cbin("lifecycle", "-pthread")
-    r = run_do([prog])
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout == native([prog]).stdout
+    r = same_as_native(cbin("lifecycle", "-pthread"))
     assert b"EOWNERDEAD" in r.stdout and b"forked 3 then Resource" in r.stdout
 
 
@@ -78,10 +78,7 @@ def test_unbounded_spawning_hits_nproc(cbin):
 
 
 def test_shared_futexes_across_processes(cbin):
-    prog = cbin("shared_futex", "-pthread")
-    r = run_do([prog], timeout=60)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout == native([prog]).stdout
+    r = same_as_native(cbin("shared_futex", "-pthread"), timeout=60)
     assert b"woke 1 across processes" in r.stdout and b"child got the semaphore" in r.stdout
 
 
@@ -120,31 +117,19 @@ def test_python_multiprocessing():
 
 
 def test_reads_into_read_only_memory_fault(cbin):
-    prog = cbin("rofault")
-    r = run_do([prog])
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout == native([prog]).stdout
+    r = same_as_native(cbin("rofault"))
     assert r.stdout.count(b"Bad address") == 3
 
 
 def test_sender_siginfo(cbin):
-    prog = cbin("sigqueue")
-    r = run_do([prog])
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout == native([prog]).stdout
+    r = same_as_native(cbin("sigqueue"))
     assert b"sigqueue: count 3 code -1 value 4242 pid ok 1" in r.stdout
 
 
 def test_address_space_and_stack_limits(cbin):
-    prog = cbin("rlimits")
-    r = run_do([prog])
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout == native([prog]).stdout
+    r = same_as_native(cbin("rlimits"))
     assert b"12 MiB of recursion: 1" in r.stdout
 
 
 def test_io_priorities_and_scheduling_odds(cbin):
-    prog = cbin("sched_misc")
-    r = run_do([prog])
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout == native([prog]).stdout
+    same_as_native(cbin("sched_misc"))
