@@ -20,10 +20,6 @@ from .signals import ERESTARTSYS, SIG_IGN, bit, send_signal_to_group
 SIGHUP, SIGCONT, SIGTTIN, SIGTTOU = 1, 18, 21, 22
 
 
-def _signal_group(k, pgid: int, sig: int) -> None:
-    k.signal_process_group(pgid, sig)
-
-
 def session_clear_tty(k, sid: int) -> None:
     for g in k.pidns.groups.values():
         if g.sid == sid:
@@ -41,8 +37,8 @@ def disassociate_ctty(k, tg, on_exit: bool) -> None:
         # the terminal hung up earlier: the group that was in the foreground then
         if on_exit and tg.tty_old_pgrp:
             pgid, tg.tty_old_pgrp = tg.tty_old_pgrp, 0
-            _signal_group(k, pgid, SIGHUP)
-            _signal_group(k, pgid, SIGCONT)
+            k.signal_process_group(pgid, SIGHUP)
+            k.signal_process_group(pgid, SIGCONT)
         return
     pgid = term.fg_pgid
     # forget first: the signals may end processes (this one too), whose
@@ -51,9 +47,9 @@ def disassociate_ctty(k, tg, on_exit: bool) -> None:
     tg.tty_old_pgrp = 0
     session_clear_tty(k, tg.sid)
     if pgid:
-        _signal_group(k, pgid, SIGHUP)
+        k.signal_process_group(pgid, SIGHUP)
         if not on_exit:
-            _signal_group(k, pgid, SIGCONT)
+            k.signal_process_group(pgid, SIGCONT)
 
 
 def hangup(k, term) -> None:
@@ -92,7 +88,7 @@ def background_check(k, t, term, sig: int) -> None:
         return
     if k.pgrp_orphaned(tg.pgid):
         raise fserr(errno.EIO)
-    _signal_group(k, tg.pgid, sig)
+    k.signal_process_group(tg.pgid, sig)
     if t.alive and not tg.stopped and not (t.pending_signals | tg.pending_signals) & ~t.sigmask:
         raise fserr(errno.EIO)  # the signal went nowhere: do not spin restarting
     raise fserr(ERESTARTSYS)

@@ -692,12 +692,6 @@ class Kernel:
                     return False
         return True
 
-    def pgrp_session(self, pgid: int) -> int | None:
-        for g in self.pidns.groups.values():
-            if g.pgid == pgid and g.state == "R":
-                return g.sid
-        return None
-
     # --- terminal foreground group (host stdio tty) ---
     def foreground_pgid(self, t: Task) -> int:
         return self.fg_pgid

@@ -349,8 +349,8 @@ class PtyReplica(PtyEnd):
         return devpts.node_stat(self.term.index)
 
     def _caller(self):
-        k = self.term.registry.kernel
-        return k, (k.current if k is not None else None)
+        reg = self.term.registry
+        return reg.kernel, reg.caller()
 
     def pread(self, size, offset):
         if not self.term.master_open:
@@ -400,17 +400,18 @@ class PtyRegistry:
     it exists) is who job control asks: the calling task, process groups,
     signals to a foreground group (^C, window changes)."""
 
-    def __init__(self, signal_group=None):
+    def __init__(self):
         self.terminals: dict[int, Terminal] = {}
-        self._signal_group = signal_group
         self.devpts = None  # the devpts filesystem listing them (it sets this)
         self.kernel = None
 
     def signal_group(self, pgid: int, sig: int) -> None:
-        if self._signal_group is not None:
-            self._signal_group(pgid, sig)
-        elif self.kernel is not None:
+        if self.kernel is not None:
             self.kernel.signal_process_group(pgid, sig)
+
+    def caller(self):
+        """The task making the current call (None before the kernel runs)."""
+        return self.kernel.current if self.kernel is not None else None
 
     def numbers(self) -> list[int]:
         return sorted(self.terminals)
@@ -434,8 +435,7 @@ class PtyRegistry:
         if term is None or not term.master_open or term.locked:
             raise fserr(errno.EIO)
         replica = PtyReplica(term)
-        k = self.kernel
-        t = k.current if k is not None else None
+        t = self.caller()
         if t is not None and not flags & O_NOCTTY and flags & O_ACCMODE != O_WRONLY:
             tg = t.tg
             if tg.sid == tg.tgid and tg.ctty is None and not term.sid:
@@ -445,8 +445,7 @@ class PtyRegistry:
     def open_controlling(self) -> FileDescriptionImpl:
         """/dev/tty: the calling process's controlling terminal (ENXIO if it
         has none)."""
-        k = self.kernel
-        t = k.current if k is not None else None
+        t = self.caller()
         term = t.tg.ctty if t is not None else None
         if term is None:
             raise fserr(errno.ENXIO)
