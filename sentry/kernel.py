@@ -334,6 +334,10 @@ class Kernel:
 
     # --- parking ---
     def _park(self, t: Task, nr: int, args: tuple, b: Block) -> None:
+        # A parked Block outlives its handler: drop its traceback, whose
+        # frames would keep the handler's buffers (a 4 MiB write's data at
+        # every retry) alive until a full garbage collection.
+        b.__traceback__ = b.__context__ = b.__cause__ = None
         rec = Parked(t, nr, args, b)
         t.parked = rec
 

@@ -66,15 +66,20 @@ def _writable(t, fd):
     return desc
 
 
-def write_all(t, desc, data: bytes) -> int:
+def write_all(t, desc, data: bytes, fetch=None, total: int = 0) -> int:
     """write(2) semantics for pipes and sockets: a blocking write returns
     only when all of data is written (waiting for room as needed), or with
     the count so far if a signal interrupts it. Progress survives the
-    re-runs of the syscall in t.write_done."""
+    re-runs of the syscall in t.write_done. With `fetch(offset, n)`, data
+    is the window of `total` bytes starting at t.write_done, and later
+    windows are fetched as the earlier ones are written."""
     done = t.write_done
+    if fetch is None:
+        total = len(data)
+    base = done if fetch is not None else 0  # request offset of data[0]
     while True:
         try:
-            done += desc.write(data[done:] if done else data)
+            done += desc.write(data[done - base:] if done > base else data)
         except WouldBlock as wb:
             if desc.nonblocking:
                 t.write_done = 0
@@ -86,9 +91,16 @@ def write_all(t, desc, data: bytes) -> int:
                 raise Block(host_fd=wb.host_fd, host_events=wb.events,
                             interrupt_result=done or None) from None
             raise Block(wb.waitable, interrupt_result=done or None) from None
-        if done >= len(data) or desc.impl.seekable:
+        if done >= total or desc.impl.seekable:
             t.write_done = 0
             return done
+        if fetch is not None and done >= base + len(data):
+            base, data = done, fetch(done, min(total - done, WINDOW))
+
+
+# A blocking write to a pipe or socket is read from the guest a window at a
+# time: each wake-up of a parked writer re-reads only what may fit.
+WINDOW = 1 << 20
 
 
 @syscall("read")
@@ -105,8 +117,14 @@ def sys_read(k, t, fd, buf, count, *_):
 def sys_write(k, t, fd, buf, count, *_):
     desc = _writable(t, s32(fd))
     count = min(count, CHUNK)
-    data = t.thread.read(buf, count) if count else b""
-    return write_all(t, desc, data)
+    if desc.impl.seekable:
+        return write_all(t, desc, t.thread.read(buf, count) if count else b"")
+    done = t.write_done
+
+    def fetch(off, n):
+        return t.thread.read(buf + off, n)
+    return write_all(t, desc, fetch(done, min(count - done, WINDOW)) if count > done else b"",
+                     fetch, count)
 
 
 @syscall("pread64")
