@@ -83,6 +83,7 @@ def clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int) ->
     child.sigmask = t.sigmask
     child.seccomp = t.seccomp
     child.ioprio = t.ioprio
+    child.sched = t.sched.forked()
     if flags & (CLONE_VM | CLONE_VFORK) != CLONE_VM:  # fork and vfork keep the alternate stack
         child.sigaltstack = t.sigaltstack
     child.comm = t.comm

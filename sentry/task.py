@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from vfs.path import Creds, Location
 
 from .fdtable import FDTable
+from .sched import SchedAttrs
 from .waiter import WaitQueue
 
 
@@ -159,7 +160,7 @@ class ThreadGroup:
 class Task:
     __slots__ = ("tid", "tg", "thread", "sigmask", "comm", "clear_child_tid",
                  "robust_list", "parked", "alive", "syscall_nr", "syscall_args",
-                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "syscall_start_ns", "saved_sigmask", "sigwait_set", "sigwait_queue", "write_done", "seccomp", "ioprio",
+                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "syscall_start_ns", "saved_sigmask", "sigwait_set", "sigwait_queue", "write_done", "seccomp", "ioprio", "sched",
                  "__weakref__")
 
     def __init__(self, tid: int, tg: ThreadGroup, thread):
@@ -185,6 +186,7 @@ class Task:
         self.sigwait_queue = WaitQueue()
         self.seccomp = None  # the guest's own filters (sentry.seccomp), inherited
         self.ioprio = 0      # ioprio_set's class and level (0: none set)
+        self.sched = SchedAttrs()  # policy, priority, nice, affinity (recorded only)
 
     @property
     def pid(self) -> int:

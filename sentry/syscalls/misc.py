@@ -11,10 +11,10 @@ import psutil
 
 from vfs.inode import fserr
 
-from .. import futex, seccomp
+from .. import futex, sched, seccomp
 from .time import process_cpu_ns, thread_cpu_ns
 from .table import PARTIAL, syscall, unimplemented
-from .util import s32
+from .util import I32, s32
 
 RELEASE = b"6.1.0-pyrunsc"
 VERSION = b"#1 SMP PREEMPT_DYNAMIC pyrunsc"
@@ -151,48 +151,87 @@ def sys_sched_yield(k, t, *_):
 
 @syscall("sched_getaffinity")
 def sys_sched_getaffinity(k, t, pid, size, mask, *_):
-    n = os.cpu_count() or 1
-    nbytes = max(8, (n + 63) // 64 * 8)
-    if size < nbytes or size & 7:
+    nbytes = max(8, (sched.NCPUS + 63) // 64 * 8)
+    if size * 8 < sched.NCPUS or size & 7:
         raise fserr(errno.EINVAL)
-    bits = (1 << n) - 1
-    t.thread.write(mask, bits.to_bytes(nbytes, "little"))
+    victim = _sched_task(k, t, pid)
+    t.thread.write(mask, victim.sched.affinity.to_bytes(nbytes, "little"))
     return nbytes
 
 
-@syscall("sched_setaffinity", support=PARTIAL, note="accepted; guests share the sentry's CPU")
-def sys_sched_setaffinity(k, t, *_):
+@syscall("sched_setaffinity", support=PARTIAL, note="recorded and reported; guests share the sentry's CPU")
+def sys_sched_setaffinity(k, t, pid, size, mask, *_):
+    victim = _sched_task(k, t, pid)
+    bits = int.from_bytes(t.thread.read(mask, min(size, 128)), "little") if size else 0
+    sched.set_affinity(t, victim, bits)
     return 0
+
+
+def _sched_task(k, t, pid):
+    """find_process_by_pid: 0 is the caller, an unknown (or negative) id ESRCH."""
+    if s32(pid) < 0:
+        raise fserr(errno.ESRCH)
+    return sched.target(k, t, s32(pid))
+
+
+def _param(t, addr) -> int:
+    if not addr:
+        raise fserr(errno.EINVAL)
+    return I32.unpack(t.thread.read(addr, 4))[0]
 
 
 @syscall("sched_getscheduler")
-def sys_sched_getscheduler(k, t, *_):
-    return 0
+def sys_sched_getscheduler(k, t, pid, *_):
+    s = sched.target(k, t, s32(pid)).sched
+    return s.policy | (sched.SCHED_RESET_ON_FORK if s.reset_on_fork else 0)
 
 
 @syscall("sched_getparam")
 def sys_sched_getparam(k, t, pid, param, *_):
-    t.thread.write(param, bytes(4))
+    if not param:
+        raise fserr(errno.EINVAL)
+    victim = sched.target(k, t, s32(pid))
+    t.thread.write(param, I32.pack(victim.sched.priority))
     return 0
 
 
-@syscall("sched_setscheduler", "sched_setparam", support=PARTIAL, note="only SCHED_OTHER")
-def sys_sched_setscheduler(k, t, *_):
+@syscall("sched_setscheduler", support=PARTIAL, note="recorded and reported; every thread runs alike")
+def sys_sched_setscheduler(k, t, pid, policy, param, *_):
+    if s32(policy) < 0:
+        raise fserr(errno.EINVAL)
+    priority = _param(t, param)
+    sched.set_scheduler(t, sched.target(k, t, s32(pid)), s32(policy), priority)
+    return 0
+
+
+@syscall("sched_setparam", support=PARTIAL, note="recorded and reported; every thread runs alike")
+def sys_sched_setparam(k, t, pid, param, *_):
+    priority = _param(t, param)
+    victim = sched.target(k, t, s32(pid))
+    policy = victim.sched.policy | (sched.SCHED_RESET_ON_FORK if victim.sched.reset_on_fork else 0)
+    sched.set_scheduler(t, victim, policy, priority)
     return 0
 
 
 @syscall("sched_get_priority_max", "sched_get_priority_min")
 def sys_sched_prio(k, t, policy, *_):
-    return 99 if policy in (1, 2) and t.syscall_nr == 146 else (1 if policy in (1, 2) else 0)
+    lo, hi = sched.priority_range(s32(policy))
+    return hi if t.syscall_nr == 146 else lo
+
+
+PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
 
 
 @syscall("getpriority")
-def sys_getpriority(k, t, *_):
-    return 20
+def sys_getpriority(k, t, which, who, *_):
+    # the raw call returns 20 - nice (1..40) so no result looks like an error
+    return max(20 - x.sched.nice for x in _ioprio_targets(k, t, which + 1, who))
 
 
-@syscall("setpriority", support=PARTIAL, note="accepted, no effect")
-def sys_setpriority(k, t, *_):
+@syscall("setpriority", support=PARTIAL, note="nice values are recorded and reported; every thread runs alike")
+def sys_setpriority(k, t, which, who, nice, *_):
+    for x in _ioprio_targets(k, t, which + 1, who):  # PRIO_* are IOPRIO_WHO_* - 1
+        sched.set_nice(t, x, s32(nice))
     return 0
 
 

@@ -133,3 +133,8 @@ def test_address_space_and_stack_limits(cbin):
 
 def test_io_priorities_and_scheduling_odds(cbin):
     same_as_native(cbin("sched_misc"))
+
+
+def test_scheduling_attributes(cbin):
+    r = same_as_native(cbin("sched_attrs"))
+    assert b"child after reset_on_fork: policy 0 prio 0 nice 0" in r.stdout
