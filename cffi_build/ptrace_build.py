@@ -76,7 +76,7 @@ long pt_mem_read_cstr(int memfd, unsigned long addr, char *buf, unsigned long ma
 /* Start a guest: clone into new namespaces (ns_flags), confine, stop for
    the tracer, install the seccomp filter, exec the stub memfd. Returns the
    host pid or -errno. `cpu` >= 0 pins it. */
-int pt_spawn(int stub_fd, int image_fd, int ns_flags, int cpu,
+int pt_spawn(int stub_fd, int image_fd, int cache_fd, int ns_flags, int cpu,
              const unsigned short *allow, int nallow);
 
 int pt_sigchld_fd(void);
@@ -269,7 +269,7 @@ static int install_seccomp(const unsigned short *allow, int nallow)
 /* The child side of pt_spawn. Only raw syscalls: we are a clone of a
    multithreaded Python process. Exits with 120+step on failure so the
    sentry can say which step failed. */
-static void guest_child(int stub_fd, int image_fd, int ns_flags, int cpu,
+static void guest_child(int stub_fd, int image_fd, int cache_fd, int ns_flags, int cpu,
                         const unsigned short *allow, int nallow)
 {
     static char empty[1] = "";
@@ -302,15 +302,17 @@ static void guest_child(int stub_fd, int image_fd, int ns_flags, int cpu,
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, 0);
-    /* The stub (fd 3) and the program image store (fd 4) must survive
-       every exec: not close-on-exec. Both are memfds the sentry wrote;
-       only calls the sentry injects ever name them. */
+    /* The stub (fd 3), the program image store (fd 4) and the file cache
+       (fd 5) must survive every exec: not close-on-exec. All are memfds
+       the sentry wrote; only calls the sentry injects ever name them. */
     int stub = fcntl(stub_fd, F_DUPFD, 10), image = fcntl(image_fd, F_DUPFD, 10);
-    if (stub < 0 || image < 0 || dup2(stub, 3) < 0 || dup2(image, 4) < 0)
+    int cache = fcntl(cache_fd, F_DUPFD, 10);
+    if (stub < 0 || image < 0 || cache < 0 || dup2(stub, 3) < 0 || dup2(image, 4) < 0 ||
+        dup2(cache, 5) < 0)
         _exit(122);
     for (int fd = 0; fd < 3; fd++)
         close(fd);
-    syscall(SYS_close_range, 5, ~0U, 0);
+    syscall(SYS_close_range, 6, ~0U, 0);
     if (syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         _exit(123);
     if (syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0) < 0)
@@ -322,14 +324,14 @@ static void guest_child(int stub_fd, int image_fd, int ns_flags, int cpu,
     _exit(126);
 }
 
-static int pt_spawn(int stub_fd, int image_fd, int ns_flags, int cpu,
+static int pt_spawn(int stub_fd, int image_fd, int cache_fd, int ns_flags, int cpu,
                     const unsigned short *allow, int nallow)
 {
     long pid = syscall(SYS_clone, (unsigned long)(ns_flags | SIGCHLD), 0, 0, 0, 0);
     if (pid < 0)
         return -errno;
     if (pid == 0)
-        guest_child(stub_fd, image_fd, ns_flags, cpu, allow, nallow);
+        guest_child(stub_fd, image_fd, cache_fd, ns_flags, cpu, allow, nallow);
     return (int)pid;
 }
 

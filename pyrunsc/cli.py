@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from .sandbox import Config, Sandbox, SandboxError
+from .sandbox import Config, Sandbox, SandboxError, parse_bind, parse_tmpfs_spec
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,9 +13,29 @@ def main():
     """pyrunsc: run untrusted Linux programs under a Python application kernel."""
 
 
+def _parsed(parse):
+    """A click callback running parse on each value (ValueError: exit 2)."""
+    def callback(ctx, param, values):
+        try:
+            return [parse(v) for v in values]
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+    return callback
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--root", default="/", show_default=True, type=click.Path(exists=True, file_okay=False),
-              help="Host directory served read-only as the sandbox root (writes stay in the sandbox).")
+              help="Host directory served as the sandbox root (read-only; see --overlay).")
+@click.option("--overlay", type=click.Choice(["tmpfs", "none"]), default="tmpfs", show_default=True,
+              help="tmpfs: writes to the root stay in the sandbox's memory; none: the root is served "
+                   "read-write and writes reach the host directory.")
+@click.option("--mount", "mounts", multiple=True, metavar="HOST:GUEST[:ro|rw]",
+              callback=_parsed(parse_bind),
+              help="Bind a host directory or file at GUEST (default ro; repeatable). A missing GUEST "
+                   "is made inside the sandbox, never on the host.")
+@click.option("--tmpfs", "tmpfs", multiple=True, metavar="GUEST[:OPTS]", callback=_parsed(parse_tmpfs_spec),
+              help="Mount a tmpfs at GUEST; OPTS like mount -o: size=64m,nr_inodes=1k,mode=755,noexec "
+                   "(repeatable; default nosuid,nodev, half of RAM).")
 @click.option("--cwd", default=None, help="Working directory inside the sandbox.")
 @click.option("--env", "env", multiple=True, metavar="K=V", help="Set an environment variable (repeatable).")
 @click.option("--strace", is_flag=True, help="Print one line per guest syscall.")
@@ -25,13 +45,13 @@ def main():
               help="When stdin is a terminal, give the guest a sandbox pty relayed to it "
                    "(its job control and ^C stay inside); --no-console passes the terminal through.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def do(root, cwd, env, strace, debug_log, console, command):
+def do(root, overlay, mounts, tmpfs, cwd, env, strace, debug_log, console, command):
     """Run COMMAND in a sandbox, like `runsc do`."""
     for e in env:
         if "=" not in e:
             raise click.BadParameter(f"{e!r} is not K=V", param_hint="--env")
     cfg = Config(root=root, cwd=cwd, strace=strace, debug_log=debug_log, extra_env=list(env),
-                 console=console)
+                 console=console, overlay=overlay == "tmpfs", mounts=mounts, tmpfs=tmpfs)
     try:
         code = Sandbox(cfg).run(list(command))
     except SandboxError as e:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from platforms.ptrace.platform import PtracePlatform
 from sentry.console import Console
 from sentry.fdtable import FDTable
+from sentry.fifo import open_end as open_fifo_end
 from sentry.kernel import InternalError, Kernel
 from sentry.procsource import KernelProcSource
 from sentry.pty import PtyRegistry
@@ -22,11 +23,88 @@ from vfs.dev import DevFS, open_device
 from vfs.devpts import DevPtsFS
 from vfs.file import O_NOCTTY, O_RDONLY, O_RDWR, O_WRONLY, FileDescription, HostFileImpl
 from vfs.gofer import start_gofer
+from vfs.inode import fserr
+from vfs.mounts import FilesystemTypes, TmpfsOptions, make_tmpfs, parse_tmpfs, split_data
 from vfs.overlay import OverlayFS
-from vfs.path import MS_NODEV, MS_NOEXEC, MS_NOSUID, MountTree, PathContext, Creds
+from vfs.path import (MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID, MS_NOSYMFOLLOW,
+                      MS_RDONLY, MS_RELATIME, MS_STRICTATIME, Creds, Dentry, Location, MountTree,
+                      PathContext)
 from vfs.proc import ProcFS
 from vfs.sysfs import SysFS
 from vfs.tmpfs import TmpFS
+
+
+@dataclass
+class BindMount:
+    """--mount HOST:GUEST[:ro|rw]: a host directory or file served by its own gofer."""
+    host: str
+    guest: bytes
+    rw: bool = False
+
+
+@dataclass
+class TmpfsMount:
+    """--tmpfs GUEST[:OPTIONS]: mount flags (ro, noexec, ...) and tmpfs options."""
+    guest: bytes
+    flags: int = MS_NOSUID | MS_NODEV
+    options: TmpfsOptions = field(default_factory=TmpfsOptions)
+
+
+def _guest_path(text: str, spec: str) -> bytes:
+    path = os.fsencode(text)
+    if not path.startswith(b"/"):
+        raise ValueError(f"{spec!r}: {text!r} must be absolute (a path inside the sandbox)")
+    if not path.strip(b"/"):
+        raise ValueError(f"{spec!r}: cannot mount over the sandbox root (use --root)")
+    if len(path) >= 4096 or any(len(c) > 255 for c in path.split(b"/")):
+        raise ValueError(f"{spec!r}: name too long")
+    return path
+
+
+def parse_bind(spec: str) -> BindMount:
+    """HOST:GUEST[:ro|rw] (ValueError saying what is wrong)."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise ValueError(f"{spec!r} is not HOST:GUEST[:ro|rw]")
+    mode = parts[2] if len(parts) == 3 else "ro"
+    if mode not in ("ro", "rw"):
+        raise ValueError(f"{spec!r}: unknown option {mode!r} (ro or rw)")
+    host = os.path.realpath(parts[0])
+    if not os.path.exists(host):
+        raise ValueError(f"{spec!r}: {parts[0]}: no such file or directory on the host")
+    st = os.stat(host)
+    if not (S.S_ISDIR(st.st_mode) or S.S_ISREG(st.st_mode)):
+        raise ValueError(f"{spec!r}: {parts[0]} is neither a directory nor a regular file")
+    return BindMount(host, _guest_path(parts[1], spec), mode == "rw")
+
+
+# mount(8)'s flag words a --tmpfs may carry besides tmpfs's own options
+_FLAG_WORDS = {
+    b"ro": (MS_RDONLY, 0), b"rw": (0, MS_RDONLY), b"nosuid": (MS_NOSUID, 0), b"suid": (0, MS_NOSUID),
+    b"nodev": (MS_NODEV, 0), b"dev": (0, MS_NODEV), b"noexec": (MS_NOEXEC, 0), b"exec": (0, MS_NOEXEC),
+    b"noatime": (MS_NOATIME, 0), b"atime": (0, MS_NOATIME), b"relatime": (MS_RELATIME, 0),
+    b"strictatime": (MS_STRICTATIME, 0), b"nodiratime": (MS_NODIRATIME, 0),
+    b"nosymfollow": (MS_NOSYMFOLLOW, 0),
+}
+
+
+def parse_tmpfs_spec(spec: str) -> TmpfsMount:
+    """GUEST[:OPTIONS], OPTIONS like mount -o: size=64m,mode=1777,noexec."""
+    guest, _, text = spec.partition(":")
+    m = TmpfsMount(_guest_path(guest, spec))
+    rest = []
+    for word in os.fsencode(text).split(b","):
+        if word in _FLAG_WORDS:
+            on, off = _FLAG_WORDS[word]
+            m.flags = (m.flags | on) & ~off
+        elif word:
+            rest.append(word)
+    _, _, opts, _ = split_data(b",".join(rest))
+    try:
+        m.options = parse_tmpfs(opts)
+    except OSError:
+        raise ValueError(f"{spec!r}: bad tmpfs options {text!r}") from None
+    return m
 
 
 @dataclass
@@ -36,7 +114,9 @@ class Config:
     env: list[str] | None = None   # None: the caller's environment
     strace: bool = False
     debug_log: str | None = None
-    overlay: bool = True           # writes stay in the sandbox (tmpfs upper)
+    overlay: bool = True           # writes stay in the sandbox (tmpfs upper); False: rw root
+    mounts: list[BindMount] = field(default_factory=list)
+    tmpfs: list[TmpfsMount] = field(default_factory=list)
     extra_env: list[str] = field(default_factory=list)
     console: bool = True           # a terminal on stdin gets a sandbox pty (sentry.console)
 
@@ -68,6 +148,7 @@ class Sandbox:
     def __init__(self, config: Config):
         self.config = config
         self.gofer = None
+        self.gofers = []  # the root's and one per --mount
         self.platform = None
         self.kernel = None
         self.console = None
@@ -76,21 +157,87 @@ class Sandbox:
 
     def _build_mounts(self) -> MountTree:
         self.gofer = start_gofer(self.config.root, rw=not self.config.overlay)
+        self.gofers.append(self.gofer)
         root_fs = OverlayFS(self.gofer.fs, TmpFS()) if self.config.overlay else self.gofer.fs
         tree = MountTree(root_fs, source="none")
         # procfs reads the kernel's state; the kernel is bound once it exists
         self.proc_source = KernelProcSource(None)
-        tree.mount_path(b"/proc", ProcFS(self.proc_source), MS_NOSUID | MS_NODEV | MS_NOEXEC, "proc")
+        self.procfs = ProcFS(self.proc_source)
+        tree.mount_path(b"/proc", self.procfs, MS_NOSUID | MS_NODEV | MS_NOEXEC, "proc")
         self.devfs = DevFS()
         tree.mount_path(b"/dev", self.devfs, MS_NOSUID, "devtmpfs")
         self.ptys = PtyRegistry()
         tree.mount_path(b"/dev/pts", DevPtsFS(self.ptys), MS_NOSUID | MS_NOEXEC, "devpts")
         tree.mount_path(b"/dev/shm", TmpFS(), MS_NOSUID | MS_NODEV, "shm")
-        tree.mount_path(b"/sys", SysFS(os.cpu_count() or 1), MS_NOSUID | MS_NODEV | MS_NOEXEC | 1, "sysfs")
+        self.sysfs = SysFS(os.cpu_count() or 1)
+        tree.mount_path(b"/sys", self.sysfs, MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "sysfs")
         tree.mount_path(b"/tmp", TmpFS(), MS_NOSUID | MS_NODEV, "tmpfs")
         ops.device_opener = lambda rdev, flags=O_NOCTTY: self.ptys.open(rdev, flags) or open_device(rdev)
         self.devfs.tty_opener = self.ptys.open_controlling  # /dev/tty
+        ops.fifo_opener = open_fifo_end
+        # one sysfs and one devtmpfs superblock, as Linux has per network namespace and system
+        tree.fstypes = FilesystemTypes(proc=self._new_procfs, sysfs=lambda: self.sysfs,
+                                       devpts=lambda: DevPtsFS(self.ptys), devtmpfs=lambda: self.devfs)
+        # the user's mounts, parents before what is mounted inside them
+        user = sorted(self.config.tmpfs + self.config.mounts, key=lambda m: len(m.guest.strip(b"/").split(b"/")))
+        for m in user:
+            try:
+                if isinstance(m, TmpfsMount):
+                    at = self._mountpoint(tree, m.guest, S.S_IFDIR)
+                    tree.mount(at, make_tmpfs(m.options), m.flags, "tmpfs", options=m.options.text(),
+                               config=m.options)
+                else:
+                    self._bind_host(tree, m)
+            except OSError as e:
+                what = "--tmpfs" if isinstance(m, TmpfsMount) else f"--mount {m.host}:"
+                raise SandboxError(f"pyrunsc: {what}{os.fsdecode(m.guest)}: {e.strerror or e}", 125) from None
         return tree
+
+    def _new_procfs(self) -> ProcFS:
+        """Another proc mount: the same processes, the same boot."""
+        fs = ProcFS(self.proc_source)
+        fs.boot_id = self.procfs.boot_id
+        return fs
+
+    def _bind_host(self, tree: MountTree, b: BindMount) -> None:
+        """--mount: a gofer serving the host directory, or the directory
+        holding the host file (the mount shows only that file)."""
+        is_dir = os.path.isdir(b.host)
+        gofer = start_gofer(b.host if is_dir else os.path.dirname(b.host), rw=b.rw)
+        self.gofers.append(gofer)
+        root = None if is_dir else Dentry(b"/", None, gofer.fs.root()).child(
+            os.fsencode(os.path.basename(b.host)))
+        at = self._mountpoint(tree, b.guest, S.S_IFDIR if is_dir else S.S_IFREG)
+        tree.mount(at, gofer.fs, 0 if b.rw else MS_RDONLY, "none", root=root)
+
+    def _mountpoint(self, tree: MountTree, path: bytes, kind: int) -> Location:
+        """The location to mount on at path, made if missing: in the
+        sandbox's own writable layer (the overlay's upper, a tmpfs) when
+        the directory holding it has one, else as a placeholder that exists
+        only in the mount tree, so nothing is ever made on the host."""
+        ctx = PathContext(tree.root, tree.root, Creds())
+        try:
+            return tree.resolve(ctx, path)
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.EACCES):
+                raise
+            refused = e.errno == errno.EACCES  # it exists, hidden (the gofer refused it)
+        head, _, name = path.rstrip(b"/").rpartition(b"/")
+        parent = self._mountpoint(tree, head or b"/", S.S_IFDIR)
+        if not parent.inode.is_dir():
+            raise fserr(errno.ENOTDIR)
+        host_fs = {g.fs for g in self.gofers}
+        if refused or parent.mount.readonly or parent.mount.fs in host_fs:
+            return tree.placeholder(parent, name, kind)
+        try:
+            if kind == S.S_IFDIR:
+                parent.inode.mkdir(name, S.S_IFDIR | 0o755, 0, 0)
+            else:
+                parent.inode.create(name, S.S_IFREG | 0o644, 0, 0)
+        except OSError:  # a filesystem that makes no files (proc, sysfs)
+            return tree.placeholder(parent, name, kind)
+        parent.dentry.forget(name)
+        return tree.child_of(ctx, parent, name)
 
     def _stdio(self) -> FDTable:
         """The guest's fds 0-2: pyrunsc's own, except that terminals become
@@ -205,9 +352,10 @@ class Sandbox:
             self.kernel.shutdown()
         elif self.platform is not None:
             self.platform.close()
-        if self.gofer is not None:
-            self.gofer.close()
-            self.gofer = None
+        for gofer in self.gofers:
+            gofer.close()
+        self.gofers = []
+        self.gofer = None
         if self._log is not None:
             self._log.close()
             self._log = None

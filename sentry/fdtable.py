@@ -5,6 +5,7 @@ import errno
 
 from vfs.file import FileDescription
 from vfs.inode import fserr
+from vfs.locks import LOCKS
 
 
 class FDTable:
@@ -46,13 +47,22 @@ class FDTable:
         old = self.fds.get(fd)
         self.fds[fd] = (desc.incref(), cloexec)
         if old is not None:
-            old[0].decref()
+            self._drop(old[0])
 
     def close(self, fd: int) -> None:
         entry = self.fds.pop(fd, None)
         if entry is None:
             raise fserr(errno.EBADF)
-        entry[0].decref()
+        self._drop(entry[0])
+
+    def _drop(self, desc: FileDescription) -> None:
+        """Linux's filp_close: this table's record locks on the file go
+        (the table is their owner), then the reference; the last
+        reference takes the description's OFD and flock locks."""
+        LOCKS.close_fd(desc, self)
+        desc.decref()
+        if desc.refs == 0:
+            LOCKS.release_description(desc)
 
     def close_range(self, first: int, last: int, cloexec_only: bool = False) -> None:
         for fd in [f for f in self.fds if first <= f <= last]:

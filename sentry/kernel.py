@@ -289,6 +289,8 @@ class Kernel:
                 r = handler(self, t, *args)
         except OSError as e:
             r = -(e.errno or errno.EIO)
+        except MemoryError:  # the sentry could not hold what the call needs: the call fails, not the sandbox
+            r = -errno.ENOMEM
         except Block as b:
             self._park(t, nr, args, b)
             if self.strace and not retry:
@@ -537,7 +539,19 @@ class Kernel:
         self.pidns.tasks.pop(t.tid, None)
         if t in t.tg.tasks:
             t.tg.tasks.remove(t)
-        t.tg.mm.users -= 1
+        self.drop_mm_user(t.tg.mm)
+
+    def drop_mm_user(self, mm) -> None:
+        """A task stopped using mm (exit, exec): when nobody does, the file
+        pages only it mapped are written back and freed."""
+        mm.users -= 1
+        if mm.users <= 0 and any(l.slot is not None for l in mm.labels):
+            self.release_file_pages()
+
+    def release_file_pages(self) -> None:
+        cache = getattr(self.platform, "file_cache", None)
+        if cache is not None:
+            cache.collect({id(x.tg.mm): x.tg.mm for x in self.pidns.tasks.values()}.values())
 
     def exit_thread(self, t: Task, code: int) -> None:
         """exit(2) of one thread; the last one ends the process."""
@@ -635,7 +649,12 @@ class Kernel:
     def shutdown(self) -> None:
         """Kill every guest; used at the end and on internal errors."""
         self.finished = True
-        self.platform.close()
+        cache = getattr(self.platform, "file_cache", None)
+        try:
+            if cache is not None:
+                cache.flush()  # stores through shared mappings reach their files
+        finally:
+            self.platform.close()
         for fd in (self.wake_r, self.wake_w):
             try:
                 os.close(fd)

@@ -32,6 +32,28 @@ class Pipe:
         return Stat(mode=S.S_IFIFO | 0o600, ino=self.ino, dev=0xC, size=len(self.buf),
                     atime_ns=self.ctime, mtime_ns=self.ctime, ctime_ns=self.ctime)
 
+    # --- splice(2), tee(2), vmsplice(2): bytes in and out without an end ---
+    def room(self) -> int:
+        return max(0, self.capacity - len(self.buf))
+
+    def peek(self, n: int) -> bytes:
+        return bytes(self.buf[:n])
+
+    def take(self, n: int) -> bytes:
+        data = bytes(self.buf[:n])
+        if data:
+            del self.buf[:n]
+            self.writable.notify()
+        return data
+
+    def put(self, data: bytes) -> int:
+        """Append what fits (no PIPE_BUF atomicity: splice fills free room)."""
+        chunk = data[:self.room()]
+        if chunk:
+            self.buf += chunk
+            self.readable.notify()
+        return len(chunk)
+
 
 class PipeEnd(FileDescriptionImpl):
     seekable = False
@@ -122,3 +144,9 @@ class PipeEnd(FileDescriptionImpl):
 def new_pipe() -> tuple[PipeEnd, PipeEnd]:
     p = Pipe()
     return PipeEnd(p, True), PipeEnd(p, False)
+
+
+def pipe_of(impl) -> Pipe | None:
+    """The pipe behind an open pipe end or fifo, None for anything else."""
+    p = getattr(impl, "pipe", None)
+    return p if isinstance(p, Pipe) else None

@@ -133,9 +133,10 @@ def execve(k, t: Task, path: bytes, argv: list[bytes], envp: list[bytes], start=
     r = t.thread.exec_stub()
     if r < 0:
         raise fserr(-r)
-    tg.mm.users -= 1
+    old_mm = tg.mm
     tg.mm = MemoryManager(k.platform.reserved)
     tg.mm.users += 1
+    k.drop_mm_user(old_mm)
     try:
         k._load(t, plan)
     except OSError:

@@ -9,6 +9,7 @@ import errno
 import os
 import select
 
+from . import inotify
 from .inode import FileDescriptionImpl, Stat, fserr
 
 O_ACCMODE = 0o3
@@ -62,9 +63,11 @@ class FileDescription:
     def read(self, size: int) -> bytes:
         if not self.readable:
             raise fserr(errno.EBADF)
-        data = self.impl.pread(size, self.offset)
+        data = self._pread(size, self.offset)
         if self.impl.seekable:
             self.offset += len(data)
+        if data and inotify.marks:
+            inotify.accessed(self)
         return data
 
     def write(self, data: bytes) -> int:
@@ -72,9 +75,11 @@ class FileDescription:
             raise fserr(errno.EBADF)
         if self.flags & O_APPEND and self.impl.seekable:
             self.offset = self.impl.size()
-        n = self.impl.pwrite(data, self.offset)
+        n = self._pwrite(data, self.offset)
         if self.impl.seekable:
             self.offset += n
+        if n and inotify.marks:
+            inotify.modified(self)
         return n
 
     def pread(self, size: int, offset: int) -> bytes:
@@ -84,7 +89,10 @@ class FileDescription:
             raise fserr(errno.ESPIPE)
         if offset < 0:
             raise fserr(errno.EINVAL)
-        return self.impl.pread(size, offset)
+        data = self._pread(size, offset)
+        if data and inotify.marks:
+            inotify.accessed(self)
+        return data
 
     def pwrite(self, data: bytes, offset: int) -> int:
         if not self.writable:
@@ -93,7 +101,30 @@ class FileDescription:
             raise fserr(errno.ESPIPE)
         if offset < 0:
             raise fserr(errno.EINVAL)
-        return self.impl.pwrite(data, offset)
+        n = self._pwrite(data, offset)
+        if n and inotify.marks:
+            inotify.modified(self)
+        return n
+
+    # A file mapped MAP_SHARED has its current bytes in its page cache
+    # (stores through mappings land there first): read from it, and write
+    # to both so the mappings see the write.
+    def _pread(self, size: int, offset: int) -> bytes:
+        cache = self.inode.page_cache if self.inode is not None else None
+        if cache is None:
+            return self.impl.pread(size, offset)
+        return cache.read(size, offset, self.impl.size())
+
+    def _pwrite(self, data: bytes, offset: int) -> int:
+        cache = self.inode.page_cache if self.inode is not None else None
+        if cache is None:
+            return self.impl.pwrite(data, offset)
+        old = self.impl.size()
+        n = self.impl.pwrite(data, offset)
+        if offset > old:
+            cache.resized(old, offset)
+        cache.write(data[:n], offset)
+        return n
 
     def seek(self, offset: int, whence: int) -> int:
         if not self.impl.seekable:
@@ -108,7 +139,7 @@ class FileDescription:
             size = self.impl.size()
             if offset >= size or offset < 0:
                 raise fserr(errno.ENXIO)
-            new = offset if whence == SEEK_DATA else size
+            new = _seek_data(self.impl, offset, size) if whence == SEEK_DATA else _seek_hole(self.impl, offset, size)
         else:
             raise fserr(errno.EINVAL)
         if new < 0:
@@ -131,7 +162,32 @@ class FileDescription:
     def decref(self) -> None:
         self.refs -= 1
         if self.refs == 0:
+            if inotify.marks:
+                inotify.closed(self)
             self.impl.release()
+
+
+def _seek_data(impl, offset: int, size: int) -> int:
+    """The first offset >= offset that holds data (files without a sparse
+    store are all data)."""
+    if not hasattr(impl, "data_ranges"):
+        return offset
+    for start, length in impl.data_ranges(size):
+        if start + length > offset:
+            return max(start, offset)
+    raise fserr(errno.ENXIO)
+
+
+def _seek_hole(impl, offset: int, size: int) -> int:
+    """The first offset >= offset in a hole; the end of the file counts."""
+    if not hasattr(impl, "data_ranges"):
+        return size
+    for start, length in impl.data_ranges(size):
+        if start > offset:
+            break
+        if start + length > offset:
+            offset = start + length
+    return min(offset, size)
 
 
 class HostFileImpl(FileDescriptionImpl):

@@ -110,6 +110,9 @@ class Inode:
     VFS core handles those) and must not follow symlinks.
     """
     fs: Filesystem
+    # The shared pages of the file while it is mapped MAP_SHARED
+    # (sentry.mm.filecache.Slot); reads and writes then go through them.
+    page_cache = None
 
     # --- every inode ---
     def stat(self) -> Stat:
@@ -169,6 +172,47 @@ class Inode:
         """Within one filesystem (the core returns EXDEV otherwise). Replaces
         an existing target following rename(2)'s rules."""
         raise fserr(errno.ENOTDIR if not self.is_dir() else errno.EPERM)
+
+    def exchange(self, name: bytes, new_dir: "Inode", new_name: bytes) -> None:
+        """renameat2 RENAME_EXCHANGE: swap two existing entries (the core
+        has checked both exist). Filesystems without it: EINVAL, as Linux."""
+        raise fserr(errno.EINVAL)
+
+    def rename_whiteout(self, name: bytes, new_dir: "Inode", new_name: bytes,
+                        uid: int, gid: int) -> None:
+        """renameat2 RENAME_WHITEOUT: rename, leaving a 0:0 character
+        device owned by uid/gid under the old name."""
+        raise fserr(errno.EINVAL)
+
+    def tmpfile(self, mode: int, uid: int, gid: int, linkable: bool = True) -> "Inode":
+        """O_TMPFILE: an unnamed regular file on this directory's
+        filesystem (st_nlink 0); `linkable` says whether link() may later
+        name it (not with O_EXCL)."""
+        raise fserr(errno.EOPNOTSUPP)
+
+    # --- regular files ---
+    def fallocate(self, mode: int, offset: int, length: int) -> None:
+        """fallocate(2) after the core's checks (mode combination, open
+        for writing, file type, offset + length <= MAX_LFS_FILESIZE)."""
+        raise fserr(errno.EOPNOTSUPP)
+
+    # --- extended attributes ---
+    # Names are full ("user.x"); the core (vfs.ops) checks who may touch
+    # which namespace, the filesystem which namespaces it stores.
+    def getxattr(self, name: bytes) -> bytes:
+        raise fserr(errno.EOPNOTSUPP)
+
+    def setxattr(self, name: bytes, value: bytes, flags: int = 0) -> None:
+        """flags: XATTR_CREATE (1: EEXIST if present), XATTR_REPLACE
+        (2: ENODATA if absent)."""
+        raise fserr(errno.EOPNOTSUPP)
+
+    def listxattr(self) -> list[bytes]:
+        """Every name stored; a filesystem without xattrs lists none."""
+        return []
+
+    def removexattr(self, name: bytes) -> None:
+        raise fserr(errno.EOPNOTSUPP)
 
     # --- helpers ---
     def mode(self) -> int:

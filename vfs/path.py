@@ -16,13 +16,35 @@ import weakref
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from . import inotify
 from .inode import Filesystem, Inode, Stat, fserr
 
 PATH_MAX = 4096
 NAME_MAX = 255
 MAX_SYMLINKS = 40
 
+# openat2's RESOLVE_* flags: PathContext.resolve restricts the walk with them.
+RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
+RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_CACHED = 0x08, 0x10, 0x20
+RESOLVE_SCOPED = RESOLVE_BENEATH | RESOLVE_IN_ROOT  # root is the starting directory
+RESOLVE_ALL = 0x3F
+
+# Per-mount flags (mount(2)'s MS_* values); a Mount keeps these in .flags.
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_NOSYMFOLLOW, MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 0x100, 0x400, 0x800, 0x200000
+MS_STRICTATIME = 0x1000000  # only asked for: a mount without NOATIME/RELATIME is strictatime
+# Superblock flags: shared by every mount of one filesystem instance.
+MS_SYNCHRONOUS, MS_MANDLOCK, MS_DIRSYNC, MS_LAZYTIME = 0x10, 0x40, 0x80, 0x2000000
+SB_FLAGS = MS_RDONLY | MS_SYNCHRONOUS | MS_MANDLOCK | MS_DIRSYNC | MS_LAZYTIME
+MNT_FLAGS = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOSYMFOLLOW | MS_NOATIME \
+    | MS_NODIRATIME | MS_RELATIME
+
+
+def default_atime(flags: int) -> int:
+    """relatime unless noatime or strictatime was asked for, as Linux does."""
+    if flags & MS_STRICTATIME:
+        return flags & ~(MS_STRICTATIME | MS_RELATIME | MS_NOATIME)
+    return flags & ~MS_RELATIME if flags & MS_NOATIME else flags | MS_RELATIME
 
 R_OK, W_OK, X_OK = 4, 2, 1
 
@@ -75,20 +97,69 @@ def namespace_changed() -> None:
 _mount_ids = itertools.count(1)
 
 
+class Superblock:
+    """What every mount of one filesystem instance shares (bind mounts
+    too): the superblock flags (MS_RDONLY, MS_SYNCHRONOUS, ...) and the
+    filesystem's own options as /proc/*/mounts shows them (b"size=1024k"),
+    and those options parsed (for a remount to change)."""
+    __slots__ = ("flags", "options", "config")
+
+    def __init__(self, flags: int = 0, options: bytes = b"", config=None):
+        self.flags = flags & SB_FLAGS
+        self.options = options
+        self.config = config
+
+
 class Mount:
+    """A filesystem (or part of one: a bind mount's root is any dentry of
+    it) attached at a mountpoint. flags are the per-mount MS_* flags
+    (MNT_FLAGS); ns is the MountTree it belongs to, None once unmounted."""
+
     def __init__(self, fs: Filesystem, root: Dentry, parent: "Mount | None",
-                 mountpoint: Dentry | None, flags: int = 0, source: str = "none"):
+                 mountpoint: Dentry | None, flags: int = 0, source: str = "none",
+                 sb: Superblock | None = None):
         self.id = next(_mount_ids)
         self.fs = fs
         self.root = root
         self.parent = parent
         self.mountpoint = mountpoint
-        self.flags = flags
+        self.flags = flags & MNT_FLAGS
         self.source = source
+        self.sb = sb if sb is not None else Superblock(flags)
+        self.ns: "MountTree | None" = None
+        self.unbindable = False
+        self.expiry_mark = False  # umount2(MNT_EXPIRE) asked once
 
     @property
     def readonly(self) -> bool:
-        return bool(self.flags & MS_RDONLY)
+        return bool((self.flags | self.sb.flags) & MS_RDONLY)
+
+    def mount_options(self) -> bytes:
+        """The per-mount options of mountinfo's sixth field."""
+        return b",".join([b"ro" if self.flags & MS_RDONLY else b"rw"] + self._flag_words())
+
+    def super_options(self) -> bytes:
+        """The superblock's options (mountinfo's last field)."""
+        return b",".join([b"ro" if self.sb.flags & MS_RDONLY else b"rw"] + self._sb_words()
+                         + ([self.sb.options] if self.sb.options else []))
+
+    def options(self) -> bytes:
+        """/proc/*/mounts' fourth field: both, as Linux's show_vfsmnt joins them."""
+        return b",".join([b"ro" if self.readonly else b"rw"] + self._sb_words() + self._flag_words()
+                         + ([self.sb.options] if self.sb.options else []))
+
+    def _flag_words(self) -> list[bytes]:
+        return [w for bit, w in _MNT_WORDS if self.flags & bit]
+
+    def _sb_words(self) -> list[bytes]:
+        return [w for bit, w in _SB_WORDS if self.sb.flags & bit]
+
+
+_MNT_WORDS = ((MS_NOSUID, b"nosuid"), (MS_NODEV, b"nodev"), (MS_NOEXEC, b"noexec"),
+              (MS_NOATIME, b"noatime"), (MS_NODIRATIME, b"nodiratime"), (MS_RELATIME, b"relatime"),
+              (MS_NOSYMFOLLOW, b"nosymfollow"))
+_SB_WORDS = ((MS_SYNCHRONOUS, b"sync"), (MS_DIRSYNC, b"dirsync"), (MS_MANDLOCK, b"mand"),
+             (MS_LAZYTIME, b"lazytime"))
 
 
 class Location(NamedTuple):
@@ -121,14 +192,17 @@ class Creds:
 
 class PathContext:
     """Who walks: root and cwd to start from, credentials to check.
-    `task` is opaque to the VFS; procfs uses it for /proc/self."""
-    __slots__ = ("root", "cwd", "creds", "task")
+    `task` is opaque to the VFS; procfs uses it for /proc/self.
+    `resolve` holds openat2's RESOLVE_* restrictions (0: none); with
+    BENEATH or IN_ROOT the caller makes root the starting directory."""
+    __slots__ = ("root", "cwd", "creds", "task", "resolve")
 
-    def __init__(self, root: Location, cwd: Location, creds: Creds, task=None):
+    def __init__(self, root: Location, cwd: Location, creds: Creds, task=None, resolve: int = 0):
         self.root = root
         self.cwd = cwd
         self.creds = creds
         self.task = task
+        self.resolve = resolve
 
 
 def may_access(st, creds: Creds, mask: int) -> bool:
@@ -150,57 +224,197 @@ def may_access(st, creds: Creds, mask: int) -> bool:
     return bits & mask == mask
 
 
-class _MountpointDir(Inode):
-    """An empty directory standing in for a mountpoint the filesystem
-    below does not provide; only ever covered by a mount."""
+class _Placeholder(Inode):
+    """An empty directory (or empty file) standing in for a mountpoint the
+    filesystem below does not provide or must not be written to (a host
+    directory); only ever covered by a mount."""
 
-    def __init__(self, fs: Filesystem):
+    def __init__(self, fs: Filesystem, kind: int = S.S_IFDIR):
         self.fs = fs
-        self._stat = Stat(mode=S.S_IFDIR | 0o755, ino=0, dev=fs.dev, nlink=2)
+        is_dir = kind == S.S_IFDIR
+        self._stat = Stat(mode=kind | (0o755 if is_dir else 0o644), ino=0, dev=fs.dev,
+                          nlink=2 if is_dir else 1)
 
     def stat(self) -> Stat:
         return self._stat
 
     def readdir(self):
+        if not S.S_ISDIR(self._stat.mode):
+            raise fserr(errno.ENOTDIR)
         return []
 
     def lookup(self, name):
-        raise fserr(errno.ENOENT)
+        raise fserr(errno.ENOENT if S.S_ISDIR(self._stat.mode) else errno.ENOTDIR)
+
+
+def _pin(d: Dentry | None) -> None:
+    """A mountpoint or mount root and its ancestors stay cached: the mount
+    table finds mounts by dentry."""
+    while d is not None and not d.pinned:
+        d.pinned = True
+        d = d.parent
+
+
+def is_below(d: Dentry, ancestor: Dentry) -> bool:
+    """d is ancestor or inside it (within one filesystem's dentries)."""
+    while d is not None:
+        if d is ancestor:
+            return True
+        d = d.parent
+    return False
 
 
 class MountTree:
-    """All mounts of one sandbox (one mount namespace)."""
+    """All mounts of one sandbox (one mount namespace). `mounts` lists them
+    in the order /proc/*/mounts shows (creation order); `fstypes` is what
+    mount(2) may create (vfs.mounts.FilesystemTypes, set by the sandbox)."""
 
     def __init__(self, root_fs: Filesystem, flags: int = 0, source: str = "none"):
         root = Dentry(b"/", None, root_fs.root())
-        self.root_mount = Mount(root_fs, root, None, None, flags, source)
+        self.root_mount = Mount(root_fs, root, None, None, default_atime(flags), source)
+        self.root_mount.ns = self
         # (parent mount id, mountpoint dentry id) -> top mount there
         self._over: dict[tuple[int, int], Mount] = {}
         self.mounts: list[Mount] = [self.root_mount]
         self._root = Location(self.root_mount, self.root_mount.root)
         self._walk_cache: dict = {}
         self._walk_gen = -1
+        self.fstypes = None
 
     @property
     def root(self) -> Location:
         return self._root
 
     # --- mounting ---
-    def mount(self, at: Location, fs: Filesystem, flags: int = 0, source: str = "none") -> Mount:
-        if not at.inode.is_dir():
+    def mount(self, at: Location, fs: Filesystem, flags: int = 0, source: str = "none", *,
+              root: Dentry | None = None, options: bytes = b"", config=None) -> Mount:
+        """Attach a filesystem at `at`: from its root directory, or from
+        `root`, one of its dentries (a single bound file, say). flags mixes
+        per-mount and superblock MS_* flags; options (and config, their
+        parsed form) are the filesystem's own, as /proc/*/mounts shows
+        them. A filesystem mounted already keeps its superblock."""
+        if root is None:
+            root = Dentry(at.dentry.name, None, fs.root())
+        sb = next((m.sb for m in self.mounts if m.fs is fs), None) or Superblock(flags, options, config)
+        return self._attach(Mount(fs, root, None, None, default_atime(flags), source, sb), at)
+
+    def bind(self, at: Location, src: Location, recursive: bool = False) -> Mount:
+        """mount --bind (--rbind): src's mount seen from src's dentry, with
+        its flags, at `at`; recursive copies the mounts below src too
+        (except unbindable ones), as they are before this bind."""
+        if src.mount.ns is not self or src.mount.unbindable:
+            raise fserr(errno.EINVAL)
+        below = self._mounts_below(src.mount, src.dentry) if recursive else []
+        if at.mount.ns is not self:
+            raise fserr(errno.EINVAL)
+        top = self._attach(self._clone(src.mount, src.dentry), at)
+        copies = {src.mount: top}
+        for c in below:
+            copies[c] = self._attach(self._clone(c, c.root), Location(copies[c.parent], c.mountpoint))
+        return top
+
+    def _clone(self, m: Mount, root: Dentry) -> Mount:
+        return Mount(m.fs, root, None, None, m.flags, m.source, m.sb)
+
+    def _mounts_below(self, m: Mount, d: Dentry) -> list[Mount]:
+        """Mounts of this namespace under (m, d), parents before children,
+        leaving out unbindable ones and what is below them."""
+        found: list[Mount] = []
+        members = {m}
+        grew = True
+        while grew:
+            grew = False
+            for c in self.mounts:
+                if c in members or c.unbindable or c.parent not in members:
+                    continue
+                if c.parent is m and not is_below(c.mountpoint, d):
+                    continue
+                members.add(c)
+                found.append(c)
+                grew = True
+        return found
+
+    def _attach(self, m: Mount, at: Location, append: bool = True) -> Mount:
+        if at.mount.ns is not self:
+            raise fserr(errno.EINVAL)
+        if (at.dentry.kind == S.S_IFDIR) != (m.root.kind == S.S_IFDIR):
             raise fserr(errno.ENOTDIR)
-        m = Mount(fs, Dentry(at.dentry.name, None, fs.root()), at.mount, at.dentry, flags, source)
+        if m.root.kind == S.S_IFLNK:
+            raise fserr(errno.EINVAL)
+        m.parent, m.mountpoint, m.ns = at.mount, at.dentry, self
         self._over[(at.mount.id, id(at.dentry))] = m
         at.dentry.mounted = True
-        d = at.dentry
-        while d is not None:
-            d.pinned = True
-            d = d.parent
+        _pin(at.dentry)
+        _pin(m.root)
+        if append:
+            self.mounts.append(m)
         namespace_changed()
-        self.mounts.append(m)
         return m
 
-    def mount_path(self, path: bytes, fs: Filesystem, flags: int = 0, source: str = "none") -> Mount:
+    def _detach(self, m: Mount) -> None:
+        """Unhook m from its mountpoint."""
+        key = (m.parent.id, id(m.mountpoint))
+        if self._over.get(key) is m:
+            del self._over[key]
+            if not any(k[1] == key[1] for k in self._over):
+                m.mountpoint.mounted = False
+        m.parent = m.mountpoint = None
+        namespace_changed()
+
+    def children(self, m: Mount) -> list[Mount]:
+        return [c for c in self.mounts if c.parent is m]
+
+    def subtree(self, m: Mount) -> list[Mount]:
+        """m and every mount of this namespace below it."""
+        out, members = [m], {m}
+        grew = True  # parents come before children, except after a move: loop to a fixpoint
+        while grew:
+            grew = False
+            for c in self.mounts:
+                if c not in members and c.parent in members:
+                    members.add(c)
+                    out.append(c)
+                    grew = True
+        return out
+
+    def umount(self, m: Mount, detach: bool = False) -> None:
+        """Take m out of the namespace. Its submounts go with it (the caller
+        refuses a plain umount of a mount that has any) and stay attached
+        to it, reachable from whatever still holds a location inside, as
+        after Linux's lazy umount."""
+        if m.ns is not self or m.parent is None:
+            raise fserr(errno.EINVAL)
+        gone = self.subtree(m)
+        self._detach(m)
+        for c in gone:
+            c.ns = None
+            self.mounts.remove(c)
+        if inotify.marks:  # watches on filesystems no longer mounted: IN_UNMOUNT
+            inotify.unmounted({c.fs.dev for c in gone} - {o.fs.dev for o in self.mounts})
+
+    def move(self, m: Mount, at: Location) -> None:
+        """mount --move: m and its submounts to `at` (ELOOP into itself)."""
+        if m.ns is not self or m.parent is None or at.mount.ns is not self:
+            raise fserr(errno.EINVAL)
+        p = at.mount
+        while p is not None:
+            if p is m:
+                raise fserr(errno.ELOOP)
+            p = p.parent
+        if (at.dentry.kind == S.S_IFDIR) != (m.root.kind == S.S_IFDIR):
+            raise fserr(errno.ENOTDIR)
+        self._detach(m)
+        self._attach(m, at, append=False)
+
+    def placeholder(self, parent: Location, name: bytes, kind: int = S.S_IFDIR) -> Location:
+        """A mountpoint that exists only in this tree (see _Placeholder)."""
+        d = Dentry(name, parent.dentry, _Placeholder(parent.mount.fs, kind))
+        parent.dentry.children[name] = d
+        namespace_changed()
+        return Location(parent.mount, d)
+
+    def mount_path(self, path: bytes, fs: Filesystem, flags: int = 0, source: str = "none",
+                   options: bytes = b"") -> Mount:
         """Mount at an absolute path (set-up time only). A mountpoint the
         filesystem below cannot show (missing, or refused like the host's
         /proc by the gofer) gets a placeholder directory, as a mount covers
@@ -212,10 +426,8 @@ class MountTree:
             if e.errno not in (errno.ENOENT, errno.EACCES):
                 raise
             parent, name, _ = self.resolve_parent(ctx, path)
-            d = Dentry(name, parent.dentry, _MountpointDir(parent.mount.fs))
-            parent.dentry.children[name] = d
-            at = Location(parent.mount, d)
-        return self.mount(at, fs, flags, source)
+            at = self.placeholder(parent, name)
+        return self.mount(at, fs, flags, source, options=options)
 
     def _cross_down(self, loc: Location) -> Location:
         if not loc.dentry.mounted:
@@ -231,13 +443,16 @@ class MountTree:
 
     # --- walking ---
     def parent_of(self, ctx: PathContext, loc: Location) -> Location:
-        """`..` of loc as seen from ctx.root."""
+        """`..` of loc as seen from ctx.root. RESOLVE_BENEATH refuses to
+        stay at the root (EXDEV), RESOLVE_NO_XDEV to leave a mount."""
         while True:
-            if loc == ctx.root:
+            if loc == ctx.root or (loc.dentry is loc.mount.root and loc.mount.parent is None):
+                if ctx.resolve & RESOLVE_BENEATH:
+                    raise fserr(errno.EXDEV)
                 return loc
             if loc.dentry is loc.mount.root:
-                if loc.mount.parent is None:
-                    return loc
+                if ctx.resolve & RESOLVE_NO_XDEV:
+                    raise fserr(errno.EXDEV)
                 loc = Location(loc.mount.parent, loc.mount.mountpoint)
                 continue
             return Location(loc.mount, loc.dentry.parent)
@@ -257,9 +472,14 @@ class MountTree:
         if d is None:
             if len(name) > NAME_MAX:
                 raise fserr(errno.ENAMETOOLONG)
+            if ctx.resolve & RESOLVE_CACHED:
+                raise fserr(errno.EAGAIN)  # not in the dentry cache: Linux's answer too
             d = loc.dentry.child(name)
         if d.mounted:
-            return self._cross_down(Location(loc.mount, d))
+            below = self._cross_down(Location(loc.mount, d))
+            if ctx.resolve & RESOLVE_NO_XDEV and below.mount is not loc.mount:
+                raise fserr(errno.EXDEV)
+            return below
         return Location(loc.mount, d)
 
     def prune(self) -> None:
@@ -286,7 +506,8 @@ class MountTree:
                 self.prune()
             # Walk cache: symlink-free walks by root (no permission checks
             # depend on who walks) from the sandbox root, until any name changes.
-            cacheable = start is None and ctx.creds.fs_uid == 0 and ctx.root == self.root
+            cacheable = start is None and ctx.creds.fs_uid == 0 and ctx.root == self.root \
+                and not ctx.resolve
             if cacheable:
                 if self._walk_gen != _generation[0]:
                     self._walk_cache.clear()
@@ -306,6 +527,8 @@ class MountTree:
             raise fserr(errno.ENOENT)
         if len(path) >= PATH_MAX:
             raise fserr(errno.ENAMETOOLONG)
+        if path[:1] == b"/" and ctx.resolve & RESOLVE_BENEATH:
+            raise fserr(errno.EXDEV)  # an absolute path or symlink leaves the start
         loc = ctx.root if path[:1] == b"/" else (start or ctx.cwd)
         comps = [c for c in path.split(b"/") if c]
         must_dir = path.endswith(b"/")
@@ -320,16 +543,31 @@ class MountTree:
 
     def _follow(self, ctx: PathContext, link: Location, budget: list) -> Location:
         budget[0] -= 1
-        if budget[0] < 0:
+        if budget[0] < 0 or link.mount.flags & MS_NOSYMFOLLOW or ctx.resolve & RESOLVE_NO_SYMLINKS:
             raise fserr(errno.ELOOP)
+        if ctx.resolve and type(link.inode).follow_link is not Inode.follow_link:
+            self._magic_allowed(ctx, link)
         jump = link.inode.follow_link(ctx)
         if jump is not None:
+            if ctx.resolve & RESOLVE_NO_XDEV and jump.mount is not link.mount:
+                raise fserr(errno.EXDEV)
             return jump
         target = link.inode.readlink()
         if not target:
             raise fserr(errno.ENOENT)
+        if target[:1] == b"/" and ctx.resolve & RESOLVE_NO_XDEV and link.mount is not ctx.root.mount:
+            raise fserr(errno.EXDEV)
         parent = self.parent_of(ctx, link) if link.dentry is not link.mount.root else link
         return self.resolve(ctx, target, start=parent, follow=True, budget=budget)
+
+    @staticmethod
+    def _magic_allowed(ctx: PathContext, link: Location) -> None:
+        """A magic link (/proc/self/cwd, /proc/self/fd/N) under openat2's
+        restrictions: ELOOP for NO_MAGICLINKS, EXDEV in a scoped walk."""
+        if ctx.resolve & RESOLVE_NO_MAGICLINKS:
+            raise fserr(errno.ELOOP)
+        if ctx.resolve & RESOLVE_SCOPED:
+            raise fserr(errno.EXDEV)
 
     def resolve_parent(self, ctx: PathContext, path: bytes, start: Location | None = None
                        ) -> tuple[Location, bytes, bool]:
@@ -344,6 +582,8 @@ class MountTree:
         trailing = path.endswith(b"/")
         stripped = path.rstrip(b"/")
         if not stripped:
+            if ctx.resolve & RESOLVE_BENEATH:
+                raise fserr(errno.EXDEV)
             return ctx.root, b"", trailing
         head, _, name = stripped.rpartition(b"/")
         if len(name) > NAME_MAX:
@@ -361,15 +601,41 @@ class MountTree:
         """The absolute path of loc as seen from root (getcwd, /proc links).
         A location outside root's subtree reads as its path from the real
         root, like Linux's d_path for an unreachable cwd."""
+        return b"/" + b"/".join(reversed(self._names_up(loc, root)[0]))
+
+    def _names_up(self, loc: Location, root: Location) -> tuple[list[bytes], bool]:
+        """The names from loc up to root (or to the top), and whether root
+        was reached."""
         parts = []
         while loc != root:
             if loc.dentry is loc.mount.root:
                 if loc.mount.parent is None:
-                    break
+                    return parts, False
                 loc = Location(loc.mount.parent, loc.mount.mountpoint)
                 continue
             parts.append(loc.dentry.name)
             loc = Location(loc.mount, loc.dentry.parent)
+        return parts, True
+
+    def visible_mounts(self, root: Location) -> list[tuple[Mount, bytes]]:
+        """(mount, its path from root) for the mounts a process whose root
+        is `root` sees in /proc/self/mounts: those whose root lies at or
+        below it, in table order."""
+        out = []
+        for m in self.mounts:
+            parts, reached = self._names_up(Location(m, m.root), root)
+            if reached:
+                out.append((m, b"/" + b"/".join(reversed(parts))))
+        return out
+
+    @staticmethod
+    def root_in_fs(m: Mount) -> bytes:
+        """The path of m's root inside its filesystem (mountinfo's fourth
+        field: / unless a bind mount shows part of it)."""
+        parts, d = [], m.root
+        while d.parent is not None:
+            parts.append(d.name)
+            d = d.parent
         return b"/" + b"/".join(reversed(parts))
 
     def mount_path_of(self, m: Mount) -> bytes:

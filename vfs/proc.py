@@ -21,6 +21,7 @@ from typing import Callable, Protocol
 
 from .file import O_ACCMODE, O_RDWR, O_WRONLY
 from .inode import DT_DIR, DT_LNK, DT_REG, DirEntry, FileDescriptionImpl, fserr
+from .locks import LOCKS
 from .path import Location
 from .synthetic import (SnapshotImpl, StaticDir, Symlink, SyntheticFS,
                         SyntheticInode, constant, refuse_write_open)
@@ -170,7 +171,7 @@ class ProcRoot(StaticDir):
         for name, render in ((b"cpuinfo", render_cpuinfo), (b"meminfo", render_meminfo),
                              (b"uptime", render_uptime), (b"loadavg", render_loadavg),
                              (b"stat", render_stat_global), (b"version", render_version),
-                             (b"filesystems", render_filesystems)):
+                             (b"filesystems", render_filesystems), (b"locks", render_locks)):
             # Linux's single-show proc files answer writes with EIO
             self.file(name, functools.partial(render, fs), 0o444, write_errno=errno.EIO)
         _build_sys(fs, self.subdir(b"sys"))
@@ -403,6 +404,41 @@ class ThreadListDir(TaskNode):
                 for tid in sorted(self.task().threads())]
 
 
+# One namespace of each kind for the whole sandbox: ns/ links name them
+# with fixed inode numbers, like a process that never called unshare.
+NAMESPACES = (b"cgroup", b"ipc", b"mnt", b"net", b"pid", b"pid_for_children", b"time",
+              b"time_for_children", b"user", b"uts")
+NS_SLOT = 3 << 21
+_NS_INO = {b"cgroup": 4026531835, b"ipc": 4026531839, b"mnt": 4026531841, b"net": 4026531840,
+           b"pid": 4026531836, b"time": 4026531834, b"user": 4026531837, b"uts": 4026531838}
+
+
+class NsLink(TaskNode):
+    """ns/<kind>: readlink says "kind:[inode]" (nothing to setns into)."""
+
+    def __init__(self, fs, ref, index: int):
+        super().__init__(fs, ref, NS_SLOT | index, S.S_IFLNK | 0o777)
+        self.kind = NAMESPACES[index]
+
+    def readlink(self) -> bytes:
+        self.inspected_task()
+        base = self.kind.replace(b"_for_children", b"")
+        return b"%s:[%d]" % (base, _NS_INO[base])
+
+
+class NsDir(TaskNode):
+    def __init__(self, fs, ref, slot):
+        super().__init__(fs, ref, slot, S.S_IFDIR | 0o511)
+
+    def lookup(self, name: bytes):
+        if name not in NAMESPACES:
+            raise fserr(errno.ENOENT, name)
+        return NsLink(self.fs, self.ref, NAMESPACES.index(name))
+
+    def readdir(self) -> list[DirEntry]:
+        return [DirEntry(n, self.fs.task_ino(self.ref, NS_SLOT | i), DT_LNK) for i, n in enumerate(NAMESPACES)]
+
+
 def _file(render, perm=0o444, inspect=False):
     return lambda fs, ref, slot: TaskFile(fs, ref, slot, render, perm, inspect)
 
@@ -604,6 +640,28 @@ def render_maps(fs, t: ProcTask) -> bytes:
     return t.maps()
 
 
+def render_smaps(fs, t: ProcTask) -> bytes:
+    """maps with each range's size; the residency counters are not
+    tracked (the host holds the pages) and read 0."""
+    out = []
+    for line in t.maps().splitlines(keepends=True):
+        lo, hi = (int(x, 16) for x in line.split(None, 1)[0].split(b"-"))
+        kb = (hi - lo) // 1024
+        perms = line.split()[1]
+        flags = " ".join(f for f, c in (("rd", b"r"), ("wr", b"w"), ("ex", b"x")) if c in perms)
+        out.append(line)
+        out.append((f"Size:           {kb:8d} kB\nKernelPageSize: {4:8d} kB\nMMUPageSize:    {4:8d} kB\n"
+                    + "".join(f"{k + ':':16s}{0:8d} kB\n" for k in SMAPS_COUNTERS)
+                    + f"THPeligible:    {0:8d}\nVmFlags: {flags} \n").encode())
+    return b"".join(out)
+
+
+SMAPS_COUNTERS = ("Rss", "Pss", "Pss_Dirty", "Shared_Clean", "Shared_Dirty", "Private_Clean",
+                  "Private_Dirty", "Referenced", "Anonymous", "KSM", "LazyFree", "AnonHugePages",
+                  "ShmemPmdMapped", "FilePmdMapped", "Shared_Hugetlb", "Private_Hugetlb", "Swap",
+                  "SwapPss", "Locked")
+
+
 INFINITY = None
 # The sentry's default rlimits (getrlimit answers the same).
 _LIMITS = [
@@ -643,14 +701,31 @@ def _mangle(field: bytes) -> bytes:
     return field
 
 
+def _task_mounts(t: ProcTask | None):
+    """[(mount, mountpoint path)] as the task sees them (vfs.path.MountTree.
+    visible_mounts: below its root, paths from its root), or None when its
+    root is in no mount tree (a source without one: use source.mounts())."""
+    root = t.root() if t is not None else None
+    tree = getattr(root.mount, "ns", None) if root is not None else None
+    return tree.visible_mounts(root) if tree is not None else None
+
+
 def render_mounts(fs: ProcFS, t: ProcTask = None) -> bytes:
+    """proc(5)'s mounts: source, mountpoint, type, options, 0 0."""
+    seen = _task_mounts(t)
+    if seen is None:
+        rows = fs.source.mounts()
+    else:
+        rows = [(m.source.encode(errors="surrogateescape"), mp, m.fs.name.encode(), m.options())
+                for m, mp in seen]
     return b"".join(b"%s %s %s %s 0 0\n" % (_mangle(src), _mangle(mp), _mangle(fstype), opts)
-                    for src, mp, fstype, opts in fs.source.mounts())
+                    for src, mp, fstype, opts in rows)
 
 
 def _mount_parent(mounts, i: int) -> int:
-    """The mount that mount i sits on: the latest earlier mount whose path
-    contains i's mountpoint (a mount's parent comes before it)."""
+    """For a source without a mount tree: the mount that mount i sits on,
+    the latest earlier mount whose path contains i's mountpoint (a mount's
+    parent comes before it)."""
     mp = mounts[i][1]
     for j in range(i - 1, -1, -1):
         parent = mounts[j][1].rstrip(b"/") + b"/"
@@ -660,15 +735,25 @@ def _mount_parent(mounts, i: int) -> int:
 
 
 def render_mountinfo(fs: ProcFS, t: ProcTask) -> bytes:
-    """proc(5)'s mountinfo. Mount ids are list positions from 1 (the
-    sentry's mount ids, given mounts in creation order); device numbers
-    are anonymous 0:N."""
-    mounts = fs.source.mounts()
-    out = []
-    for i, (src, mp, fstype, opts) in enumerate(mounts):
-        out.append(b"%d %d 0:%d / %s %s - %s %s %s\n" % (
+    """proc(5)'s mountinfo: mount id, parent id (the namespace root is its
+    own parent), st_dev of the filesystem, the mount's root within it,
+    mountpoint, per-mount options, optional fields, -, type, source,
+    superblock options."""
+    seen = _task_mounts(t)
+    if seen is None:
+        mounts = fs.source.mounts()
+        return b"".join(b"%d %d 0:%d / %s %s - %s %s %s\n" % (
             i + 1, _mount_parent(mounts, i) + 1, 20 + i, _mangle(mp), opts,
-            _mangle(fstype), _mangle(src), opts.split(b",")[0]))
+            _mangle(fstype), _mangle(src), opts.split(b",")[0])
+            for i, (src, mp, fstype, opts) in enumerate(mounts))
+    out = []
+    for m, mp in seen:
+        dev = m.fs.dev
+        out.append(b"%d %d %d:%d %s %s %s%s - %s %s %s\n" % (
+            m.id, (m.parent or m).id, os.major(dev), os.minor(dev), _mangle(m.ns.root_in_fs(m)),
+            _mangle(mp), m.mount_options(), b" unbindable" if m.unbindable else b"",
+            _mangle(m.fs.name.encode()), _mangle(m.source.encode(errors="surrogateescape")),
+            m.super_options()))
     return b"".join(out)
 
 
@@ -715,6 +800,8 @@ TASK_ENTRIES: list[tuple[bytes, Callable]] = [
     (b"mountinfo", _file(render_mountinfo)),
     (b"cgroup", _file(render_cgroup)),
     (b"oom_score_adj", _file(render_oom_score_adj, 0o644)),
+    (b"smaps", _file(render_smaps, inspect=True)),
+    (b"ns", lambda fs, ref, slot: NsDir(fs, ref, slot)),
 ]
 
 
@@ -843,6 +930,10 @@ def render_stat_global(fs: ProcFS) -> bytes:
 def render_version(fs: ProcFS) -> bytes:
     sysname, _, release, version, _ = fs.source.uname()
     return b"%s version %s (pyrunsc@pyrunsc) (gcc (pyrunsc)) %s\n" % (sysname, release, version)
+
+
+def render_locks(fs: ProcFS) -> bytes:
+    return LOCKS.render_proc()
 
 
 # What this sandbox can mount (nodev: needs no block device).

@@ -15,6 +15,8 @@ import time
 
 from .. import platform as P
 from ._ptrace import ffi, lib
+from sentry.mm.filecache import FileCache
+
 from .images import ImageStore
 from .stub import GADGET, NULLS, STUB_BASE, STUB_SIZE, stub_memfd
 
@@ -200,6 +202,7 @@ class PtracePlatform(P.Platform):
         self.namespaces = namespaces
         self.stub_fd = stub_memfd()
         self.images = ImageStore()
+        self.file_cache = FileCache()
         self.allow = ffi.new("unsigned short[]", list(INJECTABLE))
         # Events for pids seen by targeted waits or before they were known.
         self.pending: dict[int, list[int]] = {}
@@ -214,7 +217,7 @@ class PtracePlatform(P.Platform):
 
     # --- process creation ---
     def new_process(self) -> PtraceThread:
-        pid = _check(lib.pt_spawn(self.stub_fd, self.images.fd, self.namespaces, -1 if self.cpu is None else self.cpu,
+        pid = _check(lib.pt_spawn(self.stub_fd, self.images.fd, self.file_cache.fd, self.namespaces, -1 if self.cpu is None else self.cpu,
                                   self.allow, len(INJECTABLE)), "spawn")
         status = self.wait_for(pid)
         if (status & 0xFF) != 0x7F:
@@ -329,3 +332,4 @@ class PtracePlatform(P.Platform):
             except OSError:
                 pass
         self.images.close()
+        self.file_cache.close()

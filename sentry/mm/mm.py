@@ -52,6 +52,12 @@ class Label:
     dev: int = 0
     ino: int = 0
     shared: bool = False  # MAP_SHARED: futex words in it are keyed by (dev, ino, offset)
+    slot: object = None   # the file's shared pages (sentry.mm.filecache.Slot) it maps
+    maywrite: bool = True  # a shared file mapping of a file opened read-only may not become writable
+
+    def cut(self, start: int, end: int) -> "Label":
+        return Label(start, end, self.name, self.offset + (start - self.start), self.dev, self.ino,
+                     self.shared, self.slot, self.maywrite)
 
 
 _shared_anon_ino = itertools.count(1 << 20)  # shared anonymous mappings' "/dev/zero" inodes
@@ -95,16 +101,19 @@ class MemoryManager:
                 out.append(l)
                 continue
             if l.start < start:
-                out.append(Label(l.start, start, l.name, l.offset, l.dev, l.ino, l.shared))
+                out.append(l.cut(l.start, start))
             if l.end > end:
-                out.append(Label(end, l.end, l.name, l.offset + (end - l.start), l.dev, l.ino, l.shared))
+                out.append(l.cut(end, l.end))
         self.labels = out
 
     def label(self, start: int, end: int, name: bytes, offset: int = 0, dev: int = 0, ino: int = 0,
-              shared: bool = False) -> None:
+              shared: bool = False, slot=None, maywrite: bool = True) -> None:
         self._unlabel(start, end)
         i = bisect.bisect([l.start for l in self.labels], start)
-        self.labels.insert(i, Label(start, end, name, offset, dev, ino, shared))
+        self.labels.insert(i, Label(start, end, name, offset, dev, ino, shared, slot, maywrite))
+
+    def labels_in(self, start: int, end: int) -> list[Label]:
+        return [l for l in self.labels if l.start < end and start < l.end]
 
     def label_at(self, addr: int) -> Label | None:
         for l in self.labels:
@@ -150,10 +159,14 @@ class MemoryManager:
             self.label(r, r + length, *label, shared=shared)
         return r
 
-    def map_image(self, thread, addr: int, length: int, prot: int, fd: int, offset: int) -> None:
-        """Map bytes of the platform's image store privately at a fixed
-        address inside a range this mm already holds (exec, file mmap)."""
-        r = thread.inject(NR_MMAP, addr, length, prot, MAP_PRIVATE | MAP_FIXED, fd, offset)
+    def map_image(self, thread, addr: int, length: int, prot: int, fd: int, offset: int,
+                  shared: bool = False) -> None:
+        """Map bytes of one of the platform's memfds (the image store, or
+        the file cache's slot of a file) at a fixed address inside a range
+        this mm already holds (exec, file mmap). Only a file cache slot is
+        ever mapped shared."""
+        kind = MAP_SHARED if shared else MAP_PRIVATE
+        r = thread.inject(NR_MMAP, addr, length, prot, kind | MAP_FIXED, fd, offset)
         if r < 0:
             raise fserr(-r)
 
@@ -171,6 +184,8 @@ class MemoryManager:
         if length == 0:
             return 0
         self._check_range(addr, page_up(length))
+        if prot & PROT_WRITE and any(not l.maywrite for l in self.labels_in(addr, addr + page_up(length))):
+            raise fserr(errno.EACCES)  # a shared mapping of a file opened read-only
         r = thread.inject(NR_MPROTECT, addr, page_up(length), prot)
         if r < 0:
             raise fserr(-r)
@@ -191,17 +206,22 @@ class MemoryManager:
         self._check_range(old, max(page_up(old_len), PAGE))
         if flags & 2:  # MREMAP_FIXED
             self._check_range(new_addr, page_up(new_len))
+        lab = self.label_at(old)
+        if lab is not None and lab.slot is not None and new_len > old_len and \
+                lab.offset + (old - lab.start) + page_up(new_len) > lab.slot.capacity:
+            raise fserr(errno.ENOMEM)  # it would show bytes past the file's slot
         r = thread.inject(NR_MREMAP, old, old_len, new_len, flags, new_addr)
         if r < 0:
             raise fserr(-r)
         if self._overlaps_reserved(r, page_up(new_len)):
             raise fserr(errno.ENOMEM)
-        lab = self.label_at(old)
         if r != old:
             self._unlabel(old, old + page_up(old_len))
         self._unlabel(r, r + page_up(new_len))
         if lab is not None:
-            self.label(r, r + page_up(new_len), lab.name, lab.offset, lab.dev, lab.ino, lab.shared)
+            moved = lab.cut(old, old + page_up(new_len))
+            self.label(r, r + page_up(new_len), moved.name, moved.offset, moved.dev, moved.ino, moved.shared,
+                       moved.slot, moved.maywrite)
         return r
 
     def set_brk(self, thread, addr: int) -> int:

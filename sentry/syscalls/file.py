@@ -2,15 +2,23 @@
 ioctl, getdents, pipes, close."""
 from __future__ import annotations
 
+import bisect
 import errno
+import stat as S
 import struct
+import weakref
+from contextlib import contextmanager
 
-from vfs.file import (O_CLOEXEC, O_NONBLOCK, O_RDONLY, O_WRONLY, SETFL_MASK, FileDescription,
+from vfs import inotify, locks, ops
+from vfs.file import (O_CLOEXEC, O_NONBLOCK, O_PATH, O_RDONLY, O_WRONLY, SETFL_MASK, FileDescription,
                       WouldBlock)
 from vfs.inode import fserr
 
+from .. import memfd
+from ..signals import SIGPIPE, send_signal_to_task
 from ..pipe import new_pipe
 from ..waiter import Block
+from .inotify import fcntl_notify
 from .table import PARTIAL, syscall
 from .util import encode_stat, s32, s64, stat_of
 
@@ -23,6 +31,7 @@ F_SETOWN, F_GETOWN, F_SETSIG, F_GETSIG = 8, 9, 10, 11
 F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
 F_DUPFD_CLOEXEC, F_SETPIPE_SZ, F_GETPIPE_SZ = 1030, 1031, 1032
 F_ADD_SEALS, F_GET_SEALS = 1033, 1034
+F_NOTIFY = 1026
 FD_CLOEXEC = 1
 
 
@@ -63,6 +72,8 @@ def _writable(t, fd):
     desc = t.tg.fdtable.get(fd)
     if not desc.writable:
         raise fserr(errno.EBADF)
+    if t.tg.creds.fsuid != 0 and desc.inode is not None:
+        ops.remove_privs(desc.inode, t.tg.creds)  # a write drops set-ID bits
     return desc
 
 
@@ -123,8 +134,20 @@ def sys_write(k, t, fd, buf, count, *_):
 
     def fetch(off, n):
         return t.thread.read(buf + off, n)
-    return write_all(t, desc, fetch(done, min(count - done, WINDOW)) if count > done else b"",
-                     fetch, count)
+    with _sigpipe(k, t):
+        return write_all(t, desc, fetch(done, min(count - done, WINDOW)) if count > done else b"",
+                         fetch, count)
+
+
+@contextmanager
+def _sigpipe(k, t):
+    """A write to a pipe, FIFO or socket nobody reads: SIGPIPE, then EPIPE."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno == errno.EPIPE:
+            send_signal_to_task(k, t, SIGPIPE)
+        raise
 
 
 @syscall("pread64")
@@ -177,7 +200,8 @@ def sys_readv(k, t, fd, iov, iovcnt, *_):
 def sys_writev(k, t, fd, iov, iovcnt, *_):
     desc = _writable(t, s32(fd))
     data = _gather(t, _iovecs(t, iov, iovcnt))
-    return write_all(t, desc, data)
+    with _sigpipe(k, t):
+        return write_all(t, desc, data)
 
 
 @syscall("preadv", "preadv2")
@@ -243,7 +267,7 @@ def sys_dup3(k, t, old, new, flags, *_):
     return new
 
 
-@syscall("fcntl", support=PARTIAL, note="record locks are accepted and not enforced; F_SETOWN/F_SETSIG recorded only")
+@syscall("fcntl", support=PARTIAL, note="record locks (classic and OFD) enforced as Linux; F_SETOWN/F_SETSIG recorded only")
 def sys_fcntl(k, t, fd, cmd, arg, *_):
     table = t.tg.fdtable
     fd = s32(fd)
@@ -260,14 +284,17 @@ def sys_fcntl(k, t, fd, cmd, arg, *_):
     if cmd == F_SETFL:
         desc.flags = (desc.flags & ~SETFL_MASK) | (arg & SETFL_MASK)
         return 0
-    if cmd in (F_GETLK, F_OFD_GETLK):
-        # struct flock: l_type first; nothing is ever locked against us
-        raw = bytearray(t.thread.read(arg, 32))
-        raw[0:2] = struct.pack("<h", 2)  # F_UNLCK
-        t.thread.write(arg, bytes(raw))
+    if cmd in LOCK_CMDS:
+        return _record_lock(t, desc, cmd, arg)
+    if cmd == F_NOTIFY:
+        return fcntl_notify(k, t, fd, desc, arg)
+    if cmd == F_SETSIG:  # the signal F_NOTIFY sends (0: SIGIO)
+        if not 0 <= s32(arg) <= 64:
+            raise fserr(errno.EINVAL)
+        desc.owner_signal = s32(arg)
         return 0
-    if cmd in (F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW):
-        return 0
+    if cmd == F_GETSIG:
+        return getattr(desc, "owner_signal", 0)
     if cmd in (F_GETOWN, F_GETSIG):
         return 0
     if cmd in (F_SETOWN, F_SETSIG):
@@ -276,16 +303,73 @@ def sys_fcntl(k, t, fd, cmd, arg, *_):
         return getattr(desc.impl, "capacity", 65536)
     if cmd == F_SETPIPE_SZ:
         return getattr(desc.impl, "set_capacity", lambda n: 65536)(arg)
+    if cmd == F_ADD_SEALS:
+        return memfd.add_seals(desc, arg, lambda inode: memfd.shared_mapping_in(k.pidns.groups.values(), inode))
     if cmd == F_GET_SEALS:
-        raise fserr(errno.EINVAL)
+        return memfd.get_seals(desc)
     raise fserr(errno.EINVAL)
 
 
-@syscall("flock", support=PARTIAL, note="accepted, not enforced between processes")
-def sys_flock(k, t, fd, op, *_):
-    t.tg.fdtable.get(s32(fd))
-    if op & ~(1 | 2 | 4 | 8) or not op & 0xB:
+LOCK_CMDS = (F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW)
+FLOCK = struct.Struct("<hh4xqqi4x")  # struct flock (the same as flock64 on x86-64)
+LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN, LOCK_MAND = 1, 2, 4, 8, 32
+
+
+def _record_lock(t, desc, cmd, arg):
+    """F_GETLK, F_SETLK, F_SETLKW and their OFD forms, checked in Linux's
+    order; the locks themselves are vfs.locks'."""
+    if desc.flags & O_PATH:
+        raise fserr(errno.EBADF)
+    raw = t.thread.read(arg, FLOCK.size)
+    l_type, whence, start, length, pid = FLOCK.unpack(raw)
+    ofd = cmd in (F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW)
+    testing = cmd in (F_GETLK, F_OFD_GETLK)
+    if testing and not ofd and l_type not in (locks.F_RDLCK, locks.F_WRLCK):
+        raise fserr(errno.EINVAL)  # F_OFD_GETLK may test F_UNLCK (recent Linux)
+    size = desc.inode.stat().size if desc.inode is not None else desc.impl.size()
+    first, last = locks.byte_range(whence, start, length, desc.offset, size)
+    if l_type not in (locks.F_RDLCK, locks.F_WRLCK, locks.F_UNLCK):
         raise fserr(errno.EINVAL)
+    if not testing and (l_type == locks.F_RDLCK and not desc.readable or
+                        l_type == locks.F_WRLCK and not desc.writable):
+        raise fserr(errno.EBADF)
+    if ofd and pid != 0:
+        raise fserr(errno.EINVAL)
+    req = locks.Lock(desc if ofd else t.tg.fdtable, t.tg.tgid, l_type, first, last, ofd=ofd)
+    if testing:
+        held = locks.LOCKS.test_posix(desc, req)
+        out = bytearray(raw)
+        if held is None:
+            struct.pack_into("<h", out, 0, locks.F_UNLCK)  # the rest stays as given
+        else:
+            struct.pack_into("<hh", out, 0, held.type, locks.SEEK_SET)
+            struct.pack_into("<qqi", out, 8, held.start,
+                             0 if held.end == locks.OFFSET_MAX else held.end - held.start + 1,
+                             -1 if held.ofd else held.pid)
+        t.thread.write(arg, bytes(out))
+        return 0
+    try:
+        locks.LOCKS.set_posix(desc, req, wait=cmd in (F_SETLKW, F_OFD_SETLKW))
+    except WouldBlock as wb:
+        raise Block(wb.waitable) from None  # a signal: EINTR, or a restart under SA_RESTART
+    return 0
+
+
+@syscall("flock", note="per open file description, independent of record locks; blocks and converts as Linux")
+def sys_flock(k, t, fd, op, *_):
+    op &= 0xFFFFFFFF
+    if op & LOCK_MAND:
+        return 0  # Linux ignores LOCK_MAND requests
+    kind = {LOCK_SH: locks.F_RDLCK, LOCK_EX: locks.F_WRLCK, LOCK_UN: locks.F_UNLCK}.get(op & ~LOCK_NB)
+    if kind is None:
+        raise fserr(errno.EINVAL)
+    desc = t.tg.fdtable.get(s32(fd))
+    if desc.flags & O_PATH:
+        raise fserr(errno.EBADF)
+    try:
+        locks.LOCKS.flock(desc, t.tg.tgid, kind, wait=not op & LOCK_NB)
+    except WouldBlock as wb:
+        raise Block(wb.waitable) from None
     return 0
 
 
@@ -352,11 +436,36 @@ def sys_getdents64(k, t, fd, dirp, count, *_):
     if desc.dir_cache is None or desc.offset == 0:
         desc.dir_cache = desc.impl.readdir()
     entries = desc.dir_cache
-    out = bytearray()
     pos = desc.offset
-    legacy = t.syscall_nr == 78
-    while pos < len(entries):
-        e = entries[pos]
+    if pos >= len(entries):
+        return 0
+    blob, ends = _encoded_listing(desc.location.inode, entries, t.syscall_nr == 78)
+    start = ends[pos - 1] if pos else 0
+    end = bisect.bisect_right(ends, start + count, pos)  # the records that fit
+    if end == pos:
+        raise fserr(errno.EINVAL)
+    desc.offset = end
+    if inotify.marks:
+        inotify.accessed(desc)
+    t.thread.write(dirp, blob[start:ends[end - 1]])
+    return ends[end - 1] - start
+
+
+# A directory's records, encoded once and reused while a new snapshot of
+# its entries equals the last one (listing a big directory again costs a
+# list comparison, not a struct per entry). d_off is the entry's index + 1.
+_listings: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _encoded_listing(inode, entries: list, legacy: bool) -> tuple[bytes, list[int]]:
+    try:
+        hit = _listings.get(inode)
+    except TypeError:  # an inode type that cannot be weakly referenced
+        hit = None
+    if hit is not None and hit[0] == legacy and hit[1] == entries:
+        return hit[2], hit[3]
+    recs, ends, total = [], [], 0
+    for pos, e in enumerate(entries):
         name = e.name + b"\0"
         if legacy:
             # struct linux_dirent: ino, off, reclen, name, pad, type (last byte)
@@ -366,16 +475,15 @@ def sys_getdents64(k, t, fd, dirp, count, *_):
         else:
             reclen = (DIRENT.size + len(name) + 7) & ~7
             rec = (DIRENT.pack(e.ino, pos + 1, reclen, e.dtype) + name).ljust(reclen, b"\0")
-        if len(out) + reclen > count:
-            if not out:
-                raise fserr(errno.EINVAL)
-            break
-        out += rec
-        pos += 1
-    desc.offset = pos
-    if out:
-        t.thread.write(dirp, bytes(out))
-    return len(out)
+        recs.append(rec)
+        total += reclen
+        ends.append(total)
+    blob = b"".join(recs)
+    try:
+        _listings[inode] = (legacy, list(entries), blob, ends)
+    except TypeError:
+        pass
+    return blob, ends
 
 
 @syscall("ftruncate")
@@ -390,9 +498,22 @@ def sys_ftruncate(k, t, fd, length, *_):
     return 0
 
 
+@syscall("fallocate", support=PARTIAL,
+         note="tmpfs: allocate, KEEP_SIZE, PUNCH_HOLE (as Linux's tmpfs); filesystems without it EOPNOTSUPP")
+def sys_fallocate(k, t, fd, mode, offset, length, *_):
+    desc = t.tg.fdtable.get(s32(fd))
+    if desc.flags & O_PATH:
+        raise fserr(errno.EBADF)
+    ops.fallocate(desc, stat_of(desc).mode, k.path_context(t), mode & 0xFFFFFFFF, s64(offset), s64(length))
+    return 0
+
+
 @syscall("fsync", "fdatasync")
 def sys_fsync(k, t, fd, *_):
-    t.tg.fdtable.get(s32(fd)).impl.fsync()
+    desc = t.tg.fdtable.get(s32(fd))
+    if desc.inode is not None and desc.inode.page_cache is not None:
+        desc.inode.page_cache.writeback()  # stores through shared mappings
+    desc.impl.fsync()
     return 0
 
 
@@ -402,9 +523,50 @@ def sys_syncfs(k, t, fd, *_):
     return 0
 
 
-@syscall("fadvise64", "readahead", "sync_file_range")
-def sys_fadvise(k, t, fd, *_):
-    t.tg.fdtable.get(s32(fd))
+POSIX_FADV_NOREUSE = 5  # the highest advice (NORMAL 0 ... NOREUSE 5)
+
+
+def _file(t, fd):
+    """fdget: an O_PATH descriptor is no file here."""
+    desc = t.tg.fdtable.get(s32(fd))
+    if desc.flags & O_PATH:
+        raise fserr(errno.EBADF)
+    return desc
+
+
+def _fadvise(desc, length: int, advice: int) -> int:
+    """Advice is only checked: the sentry keeps no page cache to tune."""
+    if S.S_ISFIFO(stat_of(desc).mode):
+        raise fserr(errno.ESPIPE)
+    if length < 0 or not 0 <= advice <= POSIX_FADV_NOREUSE:
+        raise fserr(errno.EINVAL)
+    return 0
+
+
+@syscall("fadvise64", note="checks its arguments as Linux; the advice itself changes nothing")
+def sys_fadvise(k, t, fd, offset, length, advice, *_):
+    return _fadvise(_file(t, fd), s64(length), s32(advice))
+
+
+@syscall("readahead", note="checks its arguments as Linux; reads nothing ahead")
+def sys_readahead(k, t, fd, offset, count, *_):
+    desc = _file(t, fd)
+    if not desc.readable:
+        raise fserr(errno.EBADF)
+    if not S.S_ISREG(stat_of(desc).mode) and not S.S_ISBLK(stat_of(desc).mode):
+        raise fserr(errno.EINVAL)
+    return _fadvise(desc, s64(count), 3)  # POSIX_FADV_WILLNEED
+
+
+@syscall("sync_file_range", note="checks its arguments as Linux; writes happen at once anyway")
+def sys_sync_file_range(k, t, fd, offset, nbytes, flags, *_):
+    desc = _file(t, fd)
+    offset, end = s64(offset), s64((offset + nbytes) & (1 << 64) - 1)
+    if flags & ~7 or offset < 0 or end < 0 or end < offset:
+        raise fserr(errno.EINVAL)
+    kind = S.S_IFMT(stat_of(desc).mode)
+    if kind not in (S.S_IFREG, S.S_IFBLK, S.S_IFDIR, S.S_IFLNK):
+        raise fserr(errno.ESPIPE)
     return 0
 
 
@@ -429,39 +591,3 @@ def sys_pipe2(k, t, fds, flags, *_):
         table.close(wfd)
         raise fserr(errno.EFAULT) from None
     return 0
-
-
-@syscall("sendfile")
-def sys_sendfile(k, t, out_fd, in_fd, offset_ptr, count, *_):
-    src = _readable(t, s32(in_fd))
-    dst = _writable(t, s32(out_fd))
-    count = min(count, CHUNK)
-    if offset_ptr:
-        off = struct.unpack("<q", t.thread.read(offset_ptr, 8))[0]
-        data = src.pread(count, off)
-        t.thread.write(offset_ptr, struct.pack("<q", off + len(data)))
-    else:
-        data = _blocking(src, lambda: src.read(count))
-    if not data:
-        return 0
-    return _blocking(dst, lambda: dst.write(data))
-
-
-@syscall("copy_file_range")
-def sys_copy_file_range(k, t, fd_in, off_in, fd_out, off_out, length, flags):
-    if flags:
-        raise fserr(errno.EINVAL)
-    src, dst = _readable(t, s32(fd_in)), _writable(t, s32(fd_out))
-    length = min(length, CHUNK)
-    if off_in:
-        oi = struct.unpack("<q", t.thread.read(off_in, 8))[0]
-        data = src.pread(length, oi)
-        t.thread.write(off_in, struct.pack("<q", oi + len(data)))
-    else:
-        data = src.read(length)
-    if off_out:
-        oo = struct.unpack("<q", t.thread.read(off_out, 8))[0]
-        n = dst.pwrite(data, oo)
-        t.thread.write(off_out, struct.pack("<q", oo + n))
-        return n
-    return dst.write(data) if data else 0

@@ -6,22 +6,45 @@ import errno
 import struct
 
 from vfs import ops
-from vfs.file import O_CLOEXEC, O_CREAT, O_PATH
+from vfs.file import O_CLOEXEC, O_CREAT, O_DIRECTORY, O_NOFOLLOW, O_PATH, O_TMPFILE, O_TRUNC
 from vfs.inode import fserr, now_ns
+from vfs.path import RESOLVE_ALL, RESOLVE_CACHED, RESOLVE_SCOPED
 
-from .table import PARTIAL, syscall
-from .util import (stat_of, AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW,
+from .. import fifo
+from .table import syscall
+from .util import (stat_of, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_REMOVEDIR, AT_SYMLINK_FOLLOW,
                    AT_SYMLINK_NOFOLLOW, dir_start, encode_stat, read_path, resolve_at, s32, s64)
 
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+AT_EACCESS = 0x200
 
 
-def _open(k, t, dirfd, path_addr, flags, mode):
-    path = read_path(t, path_addr)
-    start = dir_start(k, t, dirfd, path)
-    desc = ops.open_path(k.mounts, k.path_context(t), path, flags, mode,
-                         t.tg.fs.umask, start)
-    return t.tg.fdtable.install(desc, cloexec=bool(flags & O_CLOEXEC))
+def _open(k, t, dirfd, path_addr, flags, mode, resolve=0):
+    desc = fifo.resume_open(t)  # the re-run of a FIFO open parked for its partner
+    if desc is None:
+        path = read_path(t, path_addr)
+        start = dir_start(k, t, dirfd, path)
+        ctx = k.path_context(t)
+        if resolve:
+            ctx.resolve = resolve
+            if resolve & RESOLVE_SCOPED:  # the walk's root is where it starts
+                ctx.root = start or _dirfd_location(t, dirfd)
+        desc = ops.open_path(k.mounts, ctx, path, flags, mode, t.tg.fs.umask, start)
+        fifo.wait_for_partner(t, desc)
+    try:
+        return t.tg.fdtable.install(desc, cloexec=bool(flags & O_CLOEXEC))
+    except OSError:
+        desc.impl.release()  # EMFILE: nothing holds the description
+        raise
+
+
+def _dirfd_location(t, dirfd):
+    if s32(dirfd) == AT_FDCWD:
+        return t.tg.fs.cwd
+    loc = t.tg.fdtable.get(s32(dirfd)).location
+    if loc is None or not loc.inode.is_dir():
+        raise fserr(errno.ENOTDIR)
+    return loc
 
 
 @syscall("open")
@@ -39,14 +62,36 @@ def sys_creat(k, t, path, mode, *_):
     return _open(k, t, AT_FDCWD, path, O_CREAT | 0o1 | 0o1000, mode)
 
 
-@syscall("openat2")
+OPEN_HOW_SIZE = 24
+# openat2 refuses flags open(2) would ignore (Linux's VALID_OPEN_FLAGS)
+VALID_OPEN_FLAGS = 0o37777703
+O_PATH_FLAGS = O_DIRECTORY | O_NOFOLLOW | O_PATH | O_CLOEXEC
+_O_TMPFILE_BIT = O_TMPFILE & ~O_DIRECTORY
+
+
+@syscall("openat2", note="every RESOLVE_* flag; RESOLVE_CACHED gives EAGAIN for names not in the dentry cache")
 def sys_openat2(k, t, dirfd, path, how, size, *_):
-    if size < 24:
+    if size < OPEN_HOW_SIZE:
         raise fserr(errno.EINVAL)
-    flags, mode, resolve = struct.unpack("<QQQ", t.thread.read(how, 24))
-    if resolve:
-        raise fserr(errno.EINVAL)  # RESOLVE_* not supported yet
-    return _open(k, t, dirfd, path, flags, mode)
+    if size > 4096:
+        raise fserr(errno.E2BIG)
+    raw = t.thread.read(how, size)
+    if any(raw[OPEN_HOW_SIZE:]):
+        raise fserr(errno.E2BIG)  # a newer struct's fields we do not know
+    flags, mode, resolve = struct.unpack_from("<QQQ", raw)
+    # build_open_flags' checks, in its order
+    if flags & ~VALID_OPEN_FLAGS or resolve & ~RESOLVE_ALL:
+        raise fserr(errno.EINVAL)
+    if resolve & RESOLVE_SCOPED == RESOLVE_SCOPED:
+        raise fserr(errno.EINVAL)
+    creating = flags & (O_CREAT | _O_TMPFILE_BIT)
+    if (mode & ~0o7777) if creating else mode:  # a mode only where a file may be made
+        raise fserr(errno.EINVAL)
+    if flags & O_PATH and flags & ~O_PATH_FLAGS:
+        raise fserr(errno.EINVAL)
+    if resolve & RESOLVE_CACHED and flags & (O_TRUNC | O_CREAT | _O_TMPFILE_BIT):
+        raise fserr(errno.EAGAIN)
+    return _open(k, t, dirfd, path, flags, mode, resolve)
 
 
 def _stat_at(k, t, dirfd, path, buf, flags):
@@ -77,10 +122,16 @@ def sys_newfstatat(k, t, dirfd, path, buf, flags, *_):
 
 STATX_BASIC = 0x7FF
 STATX_MNT_ID = 0x1000
+STATX__RESERVED = 0x80000000
+AT_STATX_SYNC_TYPE = 0x6000  # FORCE_SYNC | DONT_SYNC: one or the other
+STATX_FLAGS = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE
 
 
 @syscall("statx")
 def sys_statx(k, t, dirfd, path, flags, mask, buf, *_):
+    if flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE or mask & STATX__RESERVED \
+            or flags & ~STATX_FLAGS:
+        raise fserr(errno.EINVAL)
     if flags & AT_EMPTY_PATH and s32(dirfd) != AT_FDCWD and not read_path(t, path):
         desc = t.tg.fdtable.get(s32(dirfd))
         st, mnt_id = stat_of(desc), desc.location.mount.id if desc.location else 0
@@ -103,7 +154,7 @@ def _access(k, t, dirfd, path, mode, flags):
         raise fserr(errno.EINVAL)
     loc = resolve_at(k, t, dirfd, path, flags)
     ctx = k.path_context(t)
-    if not flags & 0x200:  # AT_EACCESS unset: check with the real ids
+    if not flags & AT_EACCESS:  # check with the real ids
         creds = t.tg.creds
         ctx.creds = creds.vfs()
         ctx.creds.fsuid, ctx.creds.fsgid = creds.uid, creds.gid
@@ -123,6 +174,8 @@ def sys_faccessat(k, t, dirfd, path, mode, *_):
 
 @syscall("faccessat2")
 def sys_faccessat2(k, t, dirfd, path, mode, flags, *_):
+    if flags & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise fserr(errno.EINVAL)
     return _access(k, t, dirfd, path, mode, flags)
 
 
@@ -163,12 +216,15 @@ def sys_mkdirat(k, t, dirfd, path_addr, mode, *_):
     return 0
 
 
-@syscall("mknod")
+FIFO_NOTE = "a FIFO opens as a sentry pipe shared by every open of the inode (sentry/fifo.py)"
+
+
+@syscall("mknod", note=FIFO_NOTE)
 def sys_mknod(k, t, path, mode, dev, *_):
     return sys_mknodat(k, t, AT_FDCWD, path, mode, dev)
 
 
-@syscall("mknodat")
+@syscall("mknodat", note=FIFO_NOTE)
 def sys_mknodat(k, t, dirfd, path_addr, mode, dev, *_):
     path, start, ctx = _pathop(k, t, dirfd, path_addr)
     ops.mknod(k.mounts, ctx, path, mode, dev, t.tg.fs.umask, start)
@@ -233,14 +289,12 @@ def sys_renameat(k, t, od, old, nd, new, *_):
     return sys_renameat2(k, t, od, old, nd, new, 0)
 
 
-@syscall("renameat2", support=PARTIAL, note="RENAME_EXCHANGE and RENAME_WHITEOUT give EINVAL")
+@syscall("renameat2", note="RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT (where the filesystem has them)")
 def sys_renameat2(k, t, od, old_addr, nd, new_addr, flags, *_):
-    if flags & ~1:
-        raise fserr(errno.EINVAL)
     old, ostart, ctx = _pathop(k, t, od, old_addr)
     new = read_path(t, new_addr)
     nstart = dir_start(k, t, nd, new)
-    ops.rename(k.mounts, ctx, old, new, ostart, nstart, noreplace=bool(flags & 1))
+    ops.rename(k.mounts, ctx, old, new, ostart, nstart, flags=flags & 0xFFFFFFFF)
     return 0
 
 
@@ -296,6 +350,8 @@ def sys_lchown(k, t, path, uid, gid, *_):
 
 @syscall("fchownat")
 def sys_fchownat(k, t, dirfd, path, uid, gid, flags, *_):
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise fserr(errno.EINVAL)
     return _chown(k, t, resolve_at(k, t, dirfd, path, flags), uid, gid)
 
 
@@ -316,14 +372,16 @@ def sys_truncate(k, t, path, length, *_):
     return 0
 
 
-def _set_times(k, t, loc, atime_ns, mtime_ns):
+def _set_times(k, t, loc, atime_ns, mtime_ns, touch=False):
+    """touch: both times are 'now' (times NULL or both UTIME_NOW), which
+    the owner or anyone who may write can do; explicit times are the owner's."""
     changes = {}
     if atime_ns is not None:
         changes["atime_ns"] = atime_ns
     if mtime_ns is not None:
         changes["mtime_ns"] = mtime_ns
     if changes:
-        ops.setattr(loc, k.path_context(t), **changes)
+        ops.setattr(loc, k.path_context(t), touch=touch, **changes)
     return 0
 
 
@@ -347,15 +405,15 @@ def sys_utimensat(k, t, dirfd, path_addr, times, flags, *_):
         loc = resolve_at(k, t, dirfd, path_addr, flags)
     if times == 0:
         now = now_ns()
-        return _set_times(k, t, loc, now, now)
+        return _set_times(k, t, loc, now, now, touch=True)
     a_s, a_n, m_s, m_n = struct.unpack("<qqqq", t.thread.read(times, 32))
-    return _set_times(k, t, loc, _ts(a_s, a_n), _ts(m_s, m_n))
+    return _set_times(k, t, loc, _ts(a_s, a_n), _ts(m_s, m_n), touch=a_n == m_n == UTIME_NOW)
 
 
 def _utimes(k, t, loc, times):
     if times == 0:
         now = now_ns()
-        return _set_times(k, t, loc, now, now)
+        return _set_times(k, t, loc, now, now, touch=True)
     a_s, a_u, m_s, m_u = struct.unpack("<qqqq", t.thread.read(times, 32))
     return _set_times(k, t, loc, a_s * 10**9 + a_u * 1000, m_s * 10**9 + m_u * 1000)
 
@@ -375,7 +433,7 @@ def sys_utime(k, t, path, times, *_):
     loc = resolve_at(k, t, AT_FDCWD, path)
     if times == 0:
         now = now_ns()
-        return _set_times(k, t, loc, now, now)
+        return _set_times(k, t, loc, now, now, touch=True)
     a, m = struct.unpack("<qq", t.thread.read(times, 16))
     return _set_times(k, t, loc, a * 10**9, m * 10**9)
 
@@ -434,7 +492,8 @@ def sys_umask(k, t, mask, *_):
 # --- filesystems ---
 def _statfs_bytes(loc) -> bytes:
     sf = loc.mount.fs.statfs()
-    flags = 0x20 | (1 if loc.mount.readonly else 0)  # ST_VALID-ish: f_flags
+    # f_flags: ST_VALID, the mount's ST_RDONLY/NOSUID/NODEV/NOEXEC, ST_RELATIME
+    flags = 0x20 | (loc.mount.flags & 0xF) | 0x1000
     return struct.pack("<qqQQQQQiiqqq4q", sf.type, sf.bsize, sf.blocks, sf.bfree, sf.bavail,
                        sf.files, sf.ffree, 0, 0, sf.namelen, sf.frsize, flags, 0, 0, 0, 0)
 
@@ -459,19 +518,4 @@ def sys_sync(k, t, *_):
     return 0
 
 
-# Extended attributes: none are stored yet.
-@syscall("getxattr", "lgetxattr", "fgetxattr", support=PARTIAL, note="no xattrs are stored: ENODATA")
-def sys_getxattr(k, t, *_):
-    raise fserr(errno.ENODATA)
-
-
-@syscall("listxattr", "llistxattr", "flistxattr", support=PARTIAL, note="no xattrs: empty list")
-def sys_listxattr(k, t, *_):
-    return 0
-
-
-@syscall("setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
-         support=PARTIAL, note="xattrs not supported: EOPNOTSUPP")
-def sys_setxattr(k, t, *_):
-    raise fserr(errno.EOPNOTSUPP)
 

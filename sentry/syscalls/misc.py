@@ -412,7 +412,7 @@ def sys_personality(k, t, persona, *_):
 
 
 unimplemented("rseq", errno.ENOSYS, "glibc falls back cleanly")
-for _name in ("mount", "umount2", "pivot_root", "swapon", "swapoff", "reboot", "init_module",
+for _name in ("pivot_root", "swapon", "swapoff", "reboot", "init_module",
               "finit_module", "delete_module", "kexec_load", "kexec_file_load", "acct",
               "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "iopl", "ioperm",
               "quotactl", "lookup_dcookie", "perf_event_open", "bpf", "unshare", "setns",

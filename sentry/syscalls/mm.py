@@ -8,6 +8,7 @@ from vfs.inode import fserr
 
 from ..mm.mm import (MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE,
                      PAGE, PROT_WRITE, page_up)
+from ..memfd import WRITE_SEALS
 from .table import PARTIAL, syscall
 from .util import s32
 
@@ -15,8 +16,8 @@ PROT_MASK = 0x7 | 0x01000000 | 0x02000000  # READ|WRITE|EXEC|GROWSDOWN|GROWSUP
 
 
 @syscall("mmap", support=PARTIAL,
-         note="private file mappings show the file as it was at first mapping; MAP_SHARED of a file "
-              "is shared with forked children, but its changes are not written back")
+         note="pages past the end of a file read as zeros (no SIGBUS); a private mapping of a file "
+              "never mapped shared shows it as it was when mapped")
 def sys_mmap(k, t, addr, length, prot, flags, fd, offset):
     mm = t.tg.mm
     kind = flags & MAP_TYPE
@@ -46,6 +47,9 @@ def sys_mmap(k, t, addr, length, prot, flags, fd, offset):
     size = page_up(length)
     path = k.mounts.path_of(desc.location, t.tg.fs.root) if desc.location else b""
     label = (path, offset, st.dev, st.ino)
+    cache = getattr(k.platform, "file_cache", None)
+    if cache is not None and (kind != MAP_PRIVATE or inode.page_cache is not None):
+        return _map_slot(t, cache, desc, addr, length, prot, flags, offset, label)
     store = getattr(k.platform, "images", None)
     shown = min(size, page_up(st.size) - offset)  # pages of the file the mapping shows
     if kind == MAP_PRIVATE and store is not None and shown >= STORE_MIN and st.size <= STORE_MAX_FILE:
@@ -57,6 +61,22 @@ def sys_mmap(k, t, addr, length, prot, flags, fd, offset):
             return r
     contents = desc.impl.pread(size, offset) if offset < st.size else b""
     return mm.mmap(t.thread, addr, length, prot, flags, contents=contents, label=label)
+
+
+def _map_slot(t, cache, desc, addr, length, prot, flags, offset, label):
+    """A shared mapping of a file (or a private one of a file that has
+    shared pages): a view of the file's slot in the file cache."""
+    mm = t.tg.mm
+    shared = flags & MAP_TYPE != MAP_PRIVATE
+    sealed = bool(getattr(desc.inode, "seals", 0) & WRITE_SEALS)  # a memfd's F_SEAL_(FUTURE_)WRITE
+    if shared and sealed and prot & PROT_WRITE:
+        raise fserr(errno.EPERM)
+    slot = cache.slot_for(desc, offset + page_up(length))
+    r = mm.mmap(t.thread, addr, length, prot, (flags & ~MAP_TYPE) | MAP_PRIVATE | MAP_ANONYMOUS)
+    mm.map_image(t.thread, r, page_up(length), prot, cache.fd_in_guest, slot.base + offset, shared=shared)
+    mm.label(r, r + page_up(length), *label, shared=shared, slot=slot,
+             maywrite=not shared or (desc.writable and not sealed))
+    return r
 
 
 # Private file mappings of at least STORE_MIN bytes (shared libraries, big
@@ -80,7 +100,12 @@ def _whole_file(impl, size: int) -> bytes:
 def sys_munmap(k, t, addr, length, *_):
     if length == 0:
         raise fserr(errno.EINVAL)
-    return t.tg.mm.munmap(t.thread, addr, length)
+    mm = t.tg.mm
+    file_pages = any(l.slot is not None for l in mm.labels_in(addr, addr + page_up(length)))
+    r = mm.munmap(t.thread, addr, length)
+    if file_pages:
+        k.release_file_pages()
+    return r
 
 
 @syscall("mprotect", "pkey_mprotect")
@@ -136,6 +161,12 @@ def _over_as_limit(t, more: int) -> bool:
 def sys_msync(k, t, addr, length, flags, *_):
     if addr & (PAGE - 1) or flags & ~7 or (flags & 1 and flags & 4):
         raise fserr(errno.EINVAL)
+    r = t.thread.inject(26, addr, length, 0)  # the host says ENOMEM for unmapped pages
+    if r < 0:
+        raise fserr(-r)
+    # MS_SYNC and MS_ASYNC alike: the file gets the mapped pages now
+    for slot in {l.slot for l in t.tg.mm.labels_in(addr, addr + page_up(length)) if l.slot is not None}:
+        slot.writeback()
     return 0
 
 

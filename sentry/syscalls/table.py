@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from .numbers import SYSCALL_NAMES, SYSCALL_NUMBERS
 
 FULL, PARTIAL, UNIMPLEMENTED = "full", "partial", "unimplemented"
-HANDLER_MODULES = ("fs", "file", "mm", "process", "signal", "time", "misc", "poll", "events", "socket", "timers")
+HANDLER_MODULES = ("fs", "file", "mm", "process", "signal", "time", "misc", "poll", "events", "socket", "timers",
+                   "mount", "xattr", "inotify", "memfd", "splice")
 
 
 @dataclass

@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import socket
+import stat as S
 import subprocess
 
 import pytest
@@ -309,3 +310,261 @@ def test_rw_server_cannot_be_steered_outside(world, tmp_path):
         assert f.read() == SECRET + b"\n"
     assert os.lstat("/etc/passwd").st_mode == passwd_before.st_mode
     assert sorted(os.listdir(outside)) == ["secret", "sub"]
+
+
+# --- side by side with diod: '..' at the export root -------------------------------
+
+DIOD = shutil.which("diod") or "/usr/sbin/diod"
+
+
+def diod_client(export: str):
+    ours, theirs = socket.socketpair()
+    proc = subprocess.Popen([DIOD, "-f", "-n", "-N", "-r", str(theirs.fileno()), "-w", str(theirs.fileno()),
+                             "-e", export, "-c", "/dev/null", "-L", "/dev/null"], pass_fds=[theirs.fileno()],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    theirs.close()
+    c = GoferClient(ours)
+    c.version()
+    import resource  # diod 1.0.24 may crash at close: no core file (it raised its limit at start)
+    resource.prlimit(proc.pid, resource.RLIMIT_CORE, (0, 0))
+    root = c.new_fid()
+    c.attach(root, uname=b"root", aname=export.encode(), n_uname=0)
+    return c, root, proc
+
+
+@pytest.mark.skipif(not os.path.exists(DIOD), reason="diod not installed")
+def test_dotdot_diod_escapes_ours_does_not(served, world):
+    """The same walk, '..' past the export root then into the host's /etc:
+    diod (1.0.24) follows it out and serves /etc/passwd; our gofer keeps
+    '..' at the export root and the walk finds nothing."""
+    export, outside = world
+    depth = len(os.path.realpath(export).strip("/").split("/"))
+    walk = [b".."] * (depth + 2) + [b"etc", b"passwd"]
+    with open("/etc/passwd", "rb") as f:
+        host_passwd = f.read()
+    c, root, proc = diod_client(export)
+    try:
+        fid, qids = c.walk(root, [b".."] * (depth + 2))
+        assert qids[-1].path == os.stat("/").st_ino  # diod: the host's root
+        c.clunk(fid)
+        fid, qids = c.walk(root, walk)
+        c.lopen(fid, os.O_RDONLY)
+        assert c.read(fid, 0, len(host_passwd)) == host_passwd  # diod: outside the export
+        c.clunk(fid)
+        fid, _ = c.walk(root, [b"..", os.fsencode(os.path.basename(outside)), b"secret"])
+        c.lopen(fid, os.O_RDONLY)
+        assert c.read(fid, 0, 100).startswith(SECRET)  # diod: the sibling of the export
+        c.clunk(fid)
+    finally:
+        c.close()
+        proc.wait(10)
+    ours, ours_root = served.client, served.root_fid
+    fid, qids = ours.walk(ours_root, [b".."] * (depth + 2))
+    assert set(qids) == {ours.getattr(ours_root).qid}  # ours: the export root, every time
+    ours.clunk(fid)
+    assert walk_err(ours, ours_root, walk) == errno.ENOENT
+    assert walk_err(ours, ours_root, [b"..", os.fsencode(os.path.basename(outside)), b"secret"]) == errno.ENOENT
+
+
+# --- a host thread swaps a directory for a symlink while the client walks ---------
+
+RENAME_EXCHANGE = 2
+
+
+def exchange(dir_fd: int, a: str, b: str) -> None:
+    """renameat2(RENAME_EXCHANGE): both names always exist, swapped atomically."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(316, dir_fd, a.encode(), dir_fd, b.encode(), RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@pytest.fixture
+def racing(world):
+    """export/race/d flips between a directory (holding a decoy 'secret')
+    and a symlink to outside/sub (holding the real one), as fast as a host
+    thread can swap them, until the test is done."""
+    import threading
+    export, outside = world
+    race = os.path.join(export, "race")
+    os.makedirs(os.path.join(race, "d"))
+    with open(os.path.join(race, "d", "secret"), "wb") as f:
+        f.write(b"decoy\n")
+    os.symlink(os.path.join(outside, "sub"), os.path.join(race, "other"))
+    stop = threading.Event()
+    swaps = [0]
+
+    def swap():
+        fd = os.open(race, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            while not stop.is_set():
+                exchange(fd, "d", "other")
+                swaps[0] += 1
+        finally:
+            os.close(fd)
+    t = threading.Thread(target=swap, daemon=True)
+    t.start()
+    yield swaps
+    stop.set()
+    t.join(10)
+    shutil.rmtree(race)
+
+
+def test_symlink_swapped_in_during_walks_never_leads_out(world, racing):
+    """Thousands of walks race the swap: each lands on the decoy or fails
+    at the symlink; none reads the file outside. Both outcomes must occur,
+    so the race was really run."""
+    import time
+    g = start_gofer(world[0])
+    try:
+        c, root = g.client, g.fs.root().fid
+        outcomes = {"decoy": 0, "refused": 0}
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline or min(outcomes.values()) == 0:
+            assert time.monotonic() < deadline + 20, (outcomes, racing)
+            # one Twalk of three names, and the same walk in two steps
+            for names in ([b"race", b"d", b"secret"], None):
+                try:
+                    if names:
+                        fid, _ = c.walk(root, names)
+                    else:
+                        dfid, _ = c.walk(root, [b"race", b"d"])
+                        try:
+                            fid, _ = c.walk(dfid, [b"secret"])
+                        finally:
+                            c.clunk(dfid)
+                except OSError as e:
+                    assert e.errno in (errno.ENOENT, errno.ENOTDIR), e
+                    outcomes["refused"] += 1
+                    continue
+                try:
+                    _, _, fd = c.lopen(fid, os.O_RDONLY)
+                    data = os.pread(fd, 100, 0)
+                    os.close(fd)
+                except OSError as e:  # the name moved between walk and open
+                    assert e.errno in (errno.ESTALE, errno.ENOENT), e
+                    outcomes["refused"] += 1
+                else:
+                    assert SECRET not in data and data == b"decoy\n"
+                    outcomes["decoy"] += 1
+                finally:
+                    c.clunk(fid)
+    finally:
+        g.close()
+
+
+def test_sandbox_path_walks_race_the_swap_too(world, racing):
+    """The sandbox's own path walk (symlinks resolved in the sandbox's
+    namespace, where the link's absolute target does not exist) over an
+    uncached gofer filesystem, racing the same swap; a fresh mount tree
+    each time, so no dentry cache hides the race."""
+    import time
+    g = start_gofer(world[0], cache=False)
+    try:
+        seen = set()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline or len(seen) < 2:
+            assert time.monotonic() < deadline + 20, seen
+            tree = MountTree(g.fs)
+            ctx = PathContext(tree.root, tree.root, Creds())
+            try:
+                loc = tree.resolve(ctx, b"/race/d/secret")
+                impl = loc.inode.open(os.O_RDONLY)
+                data = impl.pread(100, 0)
+                impl.release()
+            except OSError as e:
+                seen.add(e.errno)
+                continue
+            assert SECRET not in data
+            seen.add(data)
+    finally:
+        g.close()
+    assert b"decoy\n" in seen
+
+
+# --- files the host put in the export -------------------------------------------------
+
+def test_hard_link_to_an_outside_file_is_that_file(world):
+    """Documented limit: a hard link the host made inside the export IS the
+    outside file (no server can tell one name of an inode from another).
+    The gofer serves it; st_nlink shows it has another name. A sandbox
+    cannot make such a link itself (Tlink takes names inside the export)."""
+    export, outside = world
+    link = os.path.join(export, "hard_out")
+    os.link(os.path.join(outside, "secret"), link)
+    g = start_gofer(export)
+    try:
+        f = g.fs.root().lookup(b"hard_out")
+        st = f.stat()
+        assert st.ino == os.stat(os.path.join(outside, "secret")).st_ino and st.nlink == 2
+        impl = f.open(os.O_RDONLY)
+        assert impl.pread(100, 0) == SECRET + b"\n"
+        impl.release()
+    finally:
+        g.close()
+        os.unlink(link)
+
+
+@pytest.fixture
+def specials(world):
+    export = world[0]
+    d = os.path.join(export, "specials")
+    os.mkdir(d)
+    os.mknod(os.path.join(d, "mem"), S.S_IFCHR | 0o666, os.makedev(1, 1))    # /dev/mem
+    os.mknod(os.path.join(d, "null"), S.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.mknod(os.path.join(d, "loop"), S.S_IFBLK | 0o666, os.makedev(7, 0))
+    os.mkfifo(os.path.join(d, "fifo"))  # nobody ever writes: an open would block
+    yield d
+    shutil.rmtree(d)
+
+
+@pytest.mark.parametrize("rw", [False, True], ids=["ro", "rw"])
+def test_device_nodes_and_fifos_are_never_opened(world, specials, rw):
+    g = start_gofer(world[0], rw=rw)
+    try:
+        c = g.client
+        c.sock.settimeout(10)  # a blocked server shows up as EIO here, not as a hang
+        d = g.fs.root().lookup(b"specials")
+        for name in ("mem", "null", "loop", "fifo"):
+            host = os.lstat(os.path.join(specials, name))
+            inode = d.lookup(name.encode())
+            st = inode.stat()
+            assert (st.mode, st.rdev) == (host.st_mode, host.st_rdev)
+            for flags in (os.O_RDONLY, os.O_RDONLY | os.O_NONBLOCK, os.O_WRONLY, os.O_RDWR):
+                fid, _ = c.walk(inode.fid, [])
+                with pytest.raises(OSError) as e:
+                    c.lopen(fid, flags)
+                assert e.value.errno == errno.EACCES  # refused before anything is opened
+                c.clunk(fid)
+            assert inode.listxattr() == []
+            with pytest.raises(OSError) as e:
+                inode.getxattr(b"user.x")
+            assert e.value.errno == errno.ENODATA
+            if rw:
+                inode.setattr(mode=0o600)  # the node itself, without opening it
+                assert S.S_IMODE(os.lstat(os.path.join(specials, name)).st_mode) == 0o600
+                with pytest.raises(OSError) as e:
+                    inode.setattr(size=0)
+                assert e.value.errno == errno.EINVAL
+                with pytest.raises(OSError) as e:
+                    inode.setxattr(b"user.x", b"y")
+                assert e.value.errno == errno.EPERM
+        assert c.getattr(g.fs.root().fid).qid.type == p9.QTDIR  # still serving
+    finally:
+        g.close()
+    assert g.proc.returncode == 0
+
+
+def test_pseudo_filesystems_are_gone_from_the_gofers_namespace(served):
+    """The mounting server bound /proc, a sysfs and a /proc file inside the
+    export: the gofer's own mount namespace holds none of them (so not
+    even a compromised gofer reaches /proc/1/root), only the tmpfs."""
+    pid = served.proc.pid  # unshare and sh exec the server: the same process
+    assert "vfs.gofer.server" in open(f"/proc/{pid}/cmdline").read()
+    types = [line.split(" - ")[1].split()[0] for line in open(f"/proc/{pid}/mountinfo")]
+    assert "tmpfs" in types
+    assert not {"proc", "sysfs"} & set(types), types
+    root = f"/proc/{pid}/root"
+    assert os.listdir(os.path.join(root, "mnt_proc")) == []
+    assert os.listdir(os.path.join(root, "mnt_tmp")) == ["t"]

@@ -473,24 +473,112 @@ def test_statfs_rw_flag(rw):
 
 # --- the server process --------------------------------------------------------
 
-def test_server_is_confined_and_reaped(tree):
-    g = start_gofer(tree)
+def proc_status(pid: int) -> dict[str, str]:
+    out = {}
+    for line in open(f"/proc/{pid}/status"):
+        k, _, v = line.partition(":")
+        out[k] = v.strip()
+    return out
+
+
+CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID = 0, 1, 2, 3, 4
+
+
+@pytest.mark.parametrize("rw", [False, True], ids=["ro", "rw"])
+def test_server_is_confined_and_reaped(tree, tmp_path, rw):
+    export = str(tmp_path) if rw else tree
+    g = start_gofer(export, rw=rw)
     pid = g.pid
     try:
-        status = open(f"/proc/{pid}/status").read()
-        assert "NoNewPrivs:\t1" in status
-        cap_eff = int(status.split("CapEff:\t")[1].split()[0], 16)
-        assert cap_eff & ~0b110 == 0  # at most DAC override / read-search
-        assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+        status = proc_status(pid)
+        assert status["NoNewPrivs"] == "1"
+        assert status["Seccomp"] == "2" and status["Seccomp_filters"] == "1"
+        want = {CAP_DAC_READ_SEARCH} | ({CAP_DAC_OVERRIDE, CAP_CHOWN, CAP_FOWNER, CAP_FSETID} if rw else set())
+        mask = sum(1 << c for c in want)
+        for kind in ("CapEff", "CapPrm", "CapBnd"):
+            assert int(status[kind], 16) == mask, kind
+        assert int(status["CapInh"], 16) == int(status["CapAmb"], 16) == 0
+        for ns in ("net", "mnt"):
+            assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
+        # its root is the export: nothing else is there to name
+        assert os.stat(f"/proc/{pid}/root").st_ino == os.stat(export).st_ino
+        assert sorted(os.listdir(f"/proc/{pid}/root")) == sorted(os.listdir(export))
+        assert os.stat(f"/proc/{pid}/root/..").st_ino == os.stat(export).st_ino
+        mounts = [line.split() for line in open(f"/proc/{pid}/mountinfo")]
+        assert mounts and all(m[4] == "/" or m[4].startswith("/") for m in mounts)
+        for m in mounts:
+            opts = m[5].split(",")
+            assert {"nosuid", "nodev", "noexec"} <= set(opts), m
+            assert ("ro" in opts) == (not rw), m
+            assert m[m.index("-") + 1] not in ("proc", "sysfs", "cgroup", "cgroup2", "devpts"), m
         targets = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
         assert len([t for t in targets if t.startswith("socket:")]) == 1
-        others = [t for t in targets if not t.startswith("socket:") and t != "/dev/null"]
-        assert all(t.startswith(tree) for t in others), others
+        assert sorted(t for t in targets if not t.startswith("socket:")) == ["/", "/dev/null", "/dev/null",
+                                                                              "/dev/null"]
+    finally:
+        g.close()
+    assert g.proc.returncode == 0  # a clean exit under the filter
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_gofer_of_the_host_root_detaches_pseudo_filesystems():
+    """The sandbox's default export is the host's /: the gofer's copy of it
+    has no /proc, /sys or /dev/pts mounted, and walks there still fail
+    (EACCES, shown as placeholders by the sandbox's VFS)."""
+    g = start_gofer("/")
+    try:
+        types = {line.split(" - ")[1].split()[0] for line in open(f"/proc/{g.pid}/mountinfo")}
+        assert not types & {"proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue"}, types
+        assert os.listdir(f"/proc/{g.pid}/root/proc") == []
+        root = g.fs.root()
+        for name in (b"proc", b"sys"):
+            with pytest.raises(OSError) as e:
+                root.lookup(name)
+            assert e.value.errno == errno.EACCES
+        etc = root.lookup(b"etc")
+        impl = etc.lookup(b"passwd").open(os.O_RDONLY)
+        with open("/etc/passwd", "rb") as f:
+            assert impl.pread(1 << 16, 0) == f.read()
+        impl.release()
+        if os.path.exists("/dev/null"):
+            null = root.lookup(b"dev").lookup(b"null")
+            assert S.S_ISCHR(null.stat().mode)
+            with pytest.raises(OSError) as e:
+                null.open(os.O_RDONLY)
+            assert e.value.errno == errno.EACCES
     finally:
         g.close()
     assert g.proc.returncode == 0
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+
+
+SECCOMP_PROBE = """
+import os, resource, socket, sys
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGSYS would dump core
+sys.path.insert(0, {root!r})
+from vfs.gofer import confine, hostcalls
+hostcalls.prctl(hostcalls.PR_SET_NO_NEW_PRIVS, 1)
+fd = os.open({path!r}, os.O_RDONLY)
+confine.install_filter()
+os.write(1, os.pread(fd, 5, 0))  # allowed calls still work
+{forbidden}
+os.write(1, b"survived")
+"""
+
+
+@pytest.mark.parametrize("forbidden", [
+    "os.fork()", "socket.socket()", "os.execv('/bin/true', ['true'])", "os.kill(os.getppid(), 0)",
+    "os.chroot('/')", "hostcalls.unshare(hostcalls.CLONE_NEWNS)", "os.setuid(0)",
+    "hostcalls.mount(None, '/', None, hostcalls.MS_REC | hostcalls.MS_PRIVATE)",
+])
+def test_seccomp_filter_kills_on_calls_serving_never_makes(tree, forbidden):
+    import subprocess
+    import sys
+    code = SECCOMP_PROBE.format(root=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                path=os.path.join(tree, "small"), forbidden=forbidden)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
+    assert r.stdout == b"hello"
+    assert r.returncode == -31  # SIGSYS: killed by the filter
 
 
 def test_bad_root_fails_without_leftovers(tmp_path):
@@ -614,3 +702,364 @@ def test_gofer_dies_with_its_parent(tree):
         time.sleep(0.02)
     os.kill(pid, 9)
     pytest.fail("the gofer outlived its parent")
+
+
+# --- extended attributes ---------------------------------------------------------
+
+def test_xattrs_round_trip_with_the_host(rw):
+    g, root = rw
+    r = g.fs.root()
+    f = r.lookup(b"existing")
+    path = os.path.join(root, "existing")
+    assert f.listxattr() == []
+    f.setxattr(b"user.one", b"1")
+    f.setxattr(b"user.big", bytes(range(256)) * 14)  # ext4 holds up to a block
+    assert os.getxattr(path, "user.one") == b"1"
+    assert os.getxattr(path, "user.big") == bytes(range(256)) * 14
+    os.setxattr(path, "user.host", b"from the host")
+    assert sorted(f.listxattr()) == sorted(os.fsencode(n) for n in os.listxattr(path)) == [
+        b"user.big", b"user.host", b"user.one"]
+    assert f.getxattr(b"user.host") == b"from the host"
+    assert f.getxattr(b"user.big") == bytes(range(256)) * 14
+    for action, code in [
+        (lambda: f.getxattr(b"user.missing"), errno.ENODATA),
+        (lambda: f.setxattr(b"user.one", b"x", os.XATTR_CREATE), errno.EEXIST),
+        (lambda: f.setxattr(b"user.new", b"x", os.XATTR_REPLACE), errno.ENODATA),
+        (lambda: f.removexattr(b"user.missing"), errno.ENODATA),
+        (lambda: f.setxattr(b"user.huge", b"x" * (65536 + 1)), errno.E2BIG),
+        (lambda: f.setxattr(b"user." + b"n" * 300, b"x"), errno.ERANGE),
+        (lambda: f.getxattr(b"trusted.x"), errno.EOPNOTSUPP),
+        (lambda: f.setxattr(b"security.capability", b"x"), errno.EOPNOTSUPP),
+        (lambda: f.setxattr(b"user.", b"x"), errno.EOPNOTSUPP),
+    ]:
+        with pytest.raises(OSError) as e:
+            action()
+        assert e.value.errno == code
+    f.setxattr(b"user.one", b"replaced", os.XATTR_REPLACE)
+    assert os.getxattr(path, "user.one") == b"replaced"
+    ctime = f.stat().ctime_ns
+    f.removexattr(b"user.one")
+    assert "user.one" not in os.listxattr(path)
+    assert f.stat().ctime_ns >= ctime  # the cached attributes were dropped
+    d = r.lookup(b"d")
+    d.setxattr(b"user.dir", b"on a directory")
+    assert os.getxattr(os.path.join(root, "d"), "user.dir") == b"on a directory"
+    assert d.listxattr() == [b"user.dir"]
+    # Linux keeps user.* off symlinks and special files: so does the gofer
+    r.symlink(b"ln", b"existing", 0, 0)
+    r.mknod(b"fifo", S.S_IFIFO | 0o644, 0, 0, 0)
+    for name in (b"ln", b"fifo"):
+        special = r.lookup(name)
+        assert special.listxattr() == []
+        with pytest.raises(OSError) as e:
+            special.getxattr(b"user.x")
+        assert e.value.errno == errno.ENODATA
+        with pytest.raises(OSError) as e:
+            special.setxattr(b"user.x", b"y")
+        assert e.value.errno == errno.EPERM
+
+
+def test_xattrs_on_a_read_only_export(tmp_path):
+    (tmp_path / "f").write_bytes(b"")
+    os.setxattr(tmp_path / "f", "user.ro", b"kept")
+    os.setxattr(tmp_path / "f", "trusted.hidden", b"root only")
+    g = start_gofer(str(tmp_path))
+    try:
+        f = g.fs.root().lookup(b"f")
+        assert f.listxattr() == [b"user.ro"]  # other namespaces are never shown
+        assert f.getxattr(b"user.ro") == b"kept"
+        for action in (lambda: f.setxattr(b"user.ro", b"changed"), lambda: f.removexattr(b"user.ro")):
+            with pytest.raises(OSError) as e:
+                action()
+            assert e.value.errno == errno.EROFS
+        c = g.client  # the server refuses as well, not only the client
+        fid, _ = c.walk(g.fs.root().fid, [b"f"])
+        with pytest.raises(OSError) as e:
+            c.rpc(p9.Txattrcreate(fid, b"user.ro", 3, 0))
+        assert e.value.errno == errno.EROFS
+        with pytest.raises(OSError) as e:
+            c.xattr_get(fid, b"trusted.hidden")
+        assert e.value.errno == errno.EOPNOTSUPP
+        c.clunk(fid)
+    finally:
+        g.close()
+    assert os.getxattr(tmp_path / "f", "user.ro") == b"kept"
+
+
+def test_xattr_protocol_details(rw):
+    """Txattrcreate's size is a promise: a short value fails at Tclunk and
+    stores nothing; writes past it fail; size 0 removes; Tread on an
+    xattrwalk fid honours offsets and msize."""
+    g, root = rw
+    c = g.client
+    path = os.path.join(root, "existing")
+    fid, _ = c.walk(g.fs.root().fid, [b"existing"])
+    x, _ = c.walk(fid, [])
+    c.rpc(p9.Txattrcreate(x, b"user.partial", 10, 0))
+    assert c.write(x, 0, b"12345") == 5
+    with pytest.raises(OSError) as e:
+        c.write(x, 7, b"x")  # not where the value continues
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        c.clunk(x)
+    assert e.value.errno == errno.EINVAL
+    assert "user.partial" not in os.listxattr(path)
+    x, _ = c.walk(fid, [])
+    c.rpc(p9.Txattrcreate(x, b"user.exact", 3, 0))
+    assert c.write(x, 0, b"abcdef") == 3  # clamped to the announced size
+    with pytest.raises(OSError) as e:
+        c.write(x, 3, b"g")
+    assert e.value.errno == errno.ENOSPC
+    c.clunk(x)
+    assert os.getxattr(path, "user.exact") == b"abc"
+    x, _ = c.walk(fid, [])
+    with pytest.raises(OSError) as e:
+        c.rpc(p9.Txattrcreate(x, b"user.exact", 0, 0xF0))  # unknown flags
+    assert e.value.errno == errno.EINVAL
+    c.rpc(p9.Txattrcreate(x, b"user.exact", 0, 0))
+    c.clunk(x)
+    assert "user.exact" not in os.listxattr(path)
+    os.setxattr(path, "user.long", b"L" * 3500)  # ext4 holds up to a block
+    c.version(msize=1024)  # a new session: fids are gone
+    rootfid = c.new_fid()
+    c.attach(rootfid)
+    fid, _ = c.walk(rootfid, [b"existing"])
+    x = c.new_fid()
+    assert c.xattrwalk(fid, x, b"user.long") == 3500
+    assert c.read(x, 3490, 100) == b"L" * 10
+    assert len(c.read(x, 0, 3500)) == 1024 - p9.IOHDRSZ
+    c.clunk(x)
+    assert c.xattr_get(fid, b"user.long") == b"L" * 3500  # several Treads
+    os.removexattr(path, "user.long")  # room for the next (one block for all of them)
+    c.xattr_set(fid, b"user.long2", b"M" * 3000)  # several Twrites
+    assert os.getxattr(path, "user.long2") == b"M" * 3000
+    x = c.new_fid()
+    c.xattrwalk(fid, x, b"")
+    assert c.read(x, 0, 100).split(b"\0")[:-1] == [os.fsencode(n) for n in os.listxattr(path)]
+    with pytest.raises(OSError):
+        c.write(x, 0, b"not writable")  # a walk fid reads only
+    for misuse in (lambda: c.lopen(x, os.O_RDONLY), lambda: c.walk(x, [], 901),
+                   lambda: c.xattrwalk(x, 902, b"")):
+        with pytest.raises(OSError) as e:
+            misuse()
+        assert e.value.errno == errno.EINVAL
+    c.clunk(x)
+
+
+# --- locks -------------------------------------------------------------------------
+
+def opened(c, rootfid, name, flags):
+    fid, _ = c.walk(rootfid, [name])
+    _, _, fd = c.lopen(fid, flags)
+    if fd is not None:
+        os.close(fd)
+    return fid
+
+
+def test_locks_conflict_per_open_fid_and_never_block(rw):
+    import time
+    g, root = rw
+    c = g.client
+    rootfid = g.fs.root().fid
+    a = opened(c, rootfid, b"existing", os.O_RDWR)
+    b = opened(c, rootfid, b"existing", os.O_RDWR)
+    W, R, U = p9.LOCK_TYPE_WRLCK, p9.LOCK_TYPE_RDLCK, p9.LOCK_TYPE_UNLCK
+    assert c.lock(a, W, 0, 5, proc_id=1, client_id=b"guest") == p9.LOCK_SUCCESS
+    assert c.lock(b, W, 5, 0, proc_id=2) == p9.LOCK_SUCCESS  # disjoint: bytes 5 to the end
+    assert c.lock(b, R, 4, 2, proc_id=2) == p9.LOCK_BLOCKED
+    started = time.monotonic()
+    assert c.lock(b, W, 0, 1, flags=p9.LOCK_FLAGS_BLOCK) == p9.LOCK_BLOCKED  # answered at once
+    assert time.monotonic() - started < 5
+    got = c.getlock(b, R, 0, 0, proc_id=2, client_id=b"guest")
+    assert (got.type, got.start, got.length, got.proc_id) == (W, 0, 5, 0xFFFFFFFF)
+    free = c.getlock(a, W, 0, 5, proc_id=1, client_id=b"guest")  # its own lock: no conflict
+    assert (free.type, free.start, free.length, free.client_id) == (U, 0, 5, b"guest")
+    # a host process's lock on the same file meets the gofer's
+    path = os.path.join(root, "existing")
+    with open(path, "r+b") as fh:
+        with pytest.raises(OSError):
+            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 2)
+        assert c.lock(a, U, 0, 5) == p9.LOCK_SUCCESS
+        fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 2)
+        assert c.lock(b, R, 2, 1) == p9.LOCK_BLOCKED
+        fcntl.lockf(fh, fcntl.LOCK_UN, 1, 2)
+    assert c.lock(b, R, 2, 1) == p9.LOCK_SUCCESS
+    c.clunk(b)  # closing the fid drops its locks
+    assert c.lock(a, W, 0, 0) == p9.LOCK_SUCCESS
+    for bad in [lambda: c.lock(a, 7), lambda: c.lock(a, W, 1 << 63), lambda: c.lock(a, W, flags=0x10),
+                lambda: c.getlock(a, U)]:
+        with pytest.raises(OSError) as e:
+            bad()
+        assert e.value.errno == errno.EINVAL
+    unopened, _ = c.walk(rootfid, [b"existing"])
+    with pytest.raises(OSError) as e:
+        c.lock(unopened, R)
+    assert e.value.errno == errno.EBADF
+    c.clunk(unopened)
+    c.clunk(a)
+
+
+def test_locks_on_a_read_only_export(ro):
+    c = ro.client
+    fid = opened(c, ro.fs.root().fid, b"small", os.O_RDONLY)
+    assert c.lock(fid, p9.LOCK_TYPE_RDLCK) == p9.LOCK_SUCCESS
+    with pytest.raises(OSError) as e:
+        c.lock(fid, p9.LOCK_TYPE_WRLCK)  # the file is open read-only
+    assert e.value.errno == errno.EBADF
+    assert c.lock(fid, p9.LOCK_TYPE_UNLCK) == p9.LOCK_SUCCESS
+    c.clunk(fid)
+
+
+# --- msize and flush -------------------------------------------------------------
+
+def test_small_msize_splits_writes_reads_and_listings(rw):
+    g, root = rw
+    c = g.client
+    assert c.version(msize=4096) == (4096, p9.VERSION)
+    rootfid = c.new_fid()
+    c.attach(rootfid)
+    fid = opened(c, rootfid, b"existing", os.O_RDWR)
+    data = os.urandom(50_000)
+    assert c.write(fid, 0, data) == 4096 - p9.IOHDRSZ
+    with pytest.raises(OSError):  # a Twrite above msize cannot even be framed
+        c.rpc(p9.Twrite(fid, 0, data[:5000]))
+    assert c.broken  # the server hung up on it
+
+
+def test_large_io_through_the_filesystem_with_small_msize(rw):
+    g, root = rw
+    g.client.version(msize=8192)
+    from vfs.gofer.fs import GoferFilesystem
+    fs = GoferFilesystem(g.client, rw=True)
+    f = fs.root().lookup(b"existing")
+    fid, _ = g.client.walk(f.fid, [])
+    _, _, fd = g.client.lopen(fid, os.O_RDWR)
+    os.close(fd)
+    impl = GoferFileImpl(f, fid, None)  # the 9P path, as with a server that donates no fd
+    data = os.urandom(100_000)
+    assert impl.pwrite(data, 3) == len(data)
+    assert impl.pread(200_000, 0) == b"012" + data
+    impl.release()
+    d = fs.root().lookup(b"d")
+    for i in range(200):
+        d.create(b"entry-%03d-" % i + b"x" * 60, S.S_IFREG | 0o644, 0, 0)
+    assert sorted(e.name for e in d.readdir()) == sorted(os.fsencode(n) for n in os.listdir(os.path.join(root, "d")))
+
+
+def test_flush_cancels_a_request_still_queued(ro):
+    """Requests sent together reach the server as one batch; a Tflush in
+    it cancels the earlier request it names, which is never answered."""
+    c = ro.client
+    s = c.sock
+    rootfid = ro.fs.root().fid
+    batch = [p9.encode(1, p9.Tgetattr(rootfid, p9.GETATTR_BASIC)),
+             p9.encode(2, p9.Twalk(rootfid, 900, (b"small",))),
+             p9.encode(3, p9.Tflush(2)),
+             p9.encode(4, p9.Tflush(77)),  # nothing pending with that tag
+             p9.encode(5, p9.Tgetattr(900, p9.GETATTR_BASIC))]  # fid 900 never made
+    s.sendall(b"".join(batch))
+    replies = [p9.decode(p9.read_message(s, 1 << 20)) for _ in range(4)]
+    assert [t for t, _ in replies] == [1, 3, 4, 5]
+    assert isinstance(replies[0][1], p9.Rgetattr)
+    assert replies[1][1] == p9.Rflush() and replies[2][1] == p9.Rflush()
+    assert replies[3][1] == p9.Rlerror(errno.EBADF)  # the walk never ran
+    s.sendall(p9.encode(6, p9.Tflush(1)))  # already answered: just Rflush
+    assert p9.decode(p9.read_message(s, 1 << 20)) == (6, p9.Rflush())
+    assert S.S_ISDIR(c.getattr(rootfid).mode)
+
+
+def test_reading_again_reuses_the_donated_fd(tree):
+    """A second read-only open of a file costs no round trip (a dup of the
+    fd kept from the first), at most OPEN_FD_CACHE fds are kept, none
+    leaks, and once the gofer is gone even a cached file gives EIO."""
+    from vfs.gofer.fs import OPEN_FD_CACHE
+    g = start_gofer(tree)
+    try:
+        c, root = g.client, g.fs.root()
+        small = root.lookup(b"small")
+        first = small.open(os.O_RDONLY)
+        tag = c._tag
+        second = small.open(os.O_RDONLY)
+        assert c._tag == tag  # no request went out
+        assert second.host_fd != first.host_fd
+        assert os.fstat(second.host_fd).st_ino == os.fstat(first.host_fd).st_ino
+        first.release()
+        assert second.pread(100, 0) == b"hello gofer\n"
+        second.release()
+        writer_tag = c._tag
+        with pytest.raises(OSError):
+            small.open(os.O_RDWR)  # not for writing: that asks the (read-only) gofer
+        assert c._tag != writer_tag
+        before = len(os.listdir("/proc/self/fd"))
+        d = root.lookup(b"dir")
+        names = [e.name for e in d.readdir() if e.name.startswith(b"many-")]
+        for _ in range(2):
+            for name in names:
+                d.lookup(name).open(os.O_RDONLY).release()
+        assert len(g.fs._read_fds) == OPEN_FD_CACHE
+        assert len(os.listdir("/proc/self/fd")) <= before + OPEN_FD_CACHE
+        g.proc.kill()
+        g.proc.wait()
+        with pytest.raises(OSError):
+            root.lookup(b"zero").stat()  # the first request notices
+        for name in (b"small", names[-1]):  # evicted, still cached
+            inode = root.lookup(name) if name == b"small" else d.lookup(name)
+            with pytest.raises(OSError) as e:
+                inode.open(os.O_RDONLY)
+            assert e.value.errno == errno.EIO
+        assert not g.fs._read_fds
+    finally:
+        g.close()
+    assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_unprivileged_gofer_confines_itself_in_a_user_namespace():
+    """Started by a user without capabilities (nobody here), the gofer
+    builds the same confinement inside a user namespace of its own."""
+    import subprocess
+    from vfs.gofer import server_command, server_env
+    from vfs.gofer.client import GoferClient
+    from vfs.gofer.fs import GoferFilesystem
+    python = "/usr/bin/python3"
+    if not os.access(python, os.X_OK) or open("/proc/sys/user/max_user_namespaces").read().strip() == "0":
+        pytest.skip("no system python or no user namespaces")
+    import pathlib
+    import shutil
+    import tempfile
+    base = tempfile.mkdtemp(prefix="gofer-nobody-", dir="/var/tmp")  # pytest's tmp is root-only
+    os.chmod(base, 0o755)
+    export = pathlib.Path(base) / "export"
+    export.mkdir()
+    (export / "f").write_bytes(b"readable\n")
+
+    def become_nobody():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    ours, theirs = socket.socketpair()
+    argv = [python] + server_command(theirs.fileno(), str(export), False)[1:]
+    proc = subprocess.Popen(argv, pass_fds=[theirs.fileno()], env=server_env(), preexec_fn=become_nobody, cwd="/",
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    theirs.close()
+    try:
+        c = GoferClient(ours)
+        c.version()
+        root = GoferFilesystem(c).root()
+        impl = root.lookup(b"f").open(os.O_RDONLY)
+        assert impl.pread(100, 0) == b"readable\n"
+        impl.release()
+        status = proc_status(proc.pid)
+        assert status["Uid"].split()[0] == "65534"
+        assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2"
+        for ns in ("user", "mnt", "net"):
+            assert os.readlink(f"/proc/{proc.pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
+        assert os.listdir(f"/proc/{proc.pid}/root") == ["f"]
+    finally:
+        ours.close()
+        try:
+            assert proc.wait(10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            shutil.rmtree(base)

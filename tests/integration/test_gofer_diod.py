@@ -1,7 +1,9 @@
 """Interop with the reference 9P2000.L implementation, diod (Debian diod):
-our GoferClient against diod's server, our server against diod's own
-clients (diodls, diodcat), and our server and diod answering the same
-questions about one tree the same way os.* does."""
+our GoferClient and the sentry's GoferFilesystem against diod's server
+(reads, listings, writes, changes, locks, xattrs), our server against
+diod's own clients (diodls, diodcat, diodload), and our server and diod
+answering the same questions about one tree the same way os.* does and
+making the same changes to two copies of one tree."""
 import errno
 import os
 import shutil
@@ -16,6 +18,17 @@ from vfs.gofer.client import GoferClient
 
 DIOD = shutil.which("diod") or "/usr/sbin/diod"
 pytestmark = pytest.mark.skipif(not os.path.exists(DIOD), reason="diod not installed")
+
+
+def no_core_dumps(pid: int) -> None:
+    """diod 1.0.24 sometimes crashes (SIGSEGV) when a connection that listed
+    xattrs closes; it raises its own core limit at start, so once it
+    answers, lower it from outside: no core file in the cwd."""
+    import resource
+    try:
+        resource.prlimit(pid, resource.RLIMIT_CORE, (0, 0))
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def make_tree(root):
@@ -53,6 +66,7 @@ class Connection:
         try:
             self.client = GoferClient(ours)
             self.msize, self.version = self.client.version()
+            no_core_dumps(self.proc.pid)
             self.root = self.client.new_fid()
             self.root_qid = self.client.attach(self.root, uname=b"root", aname=aname, n_uname=0)
         except BaseException:
@@ -240,6 +254,7 @@ def test_diod_listening_on_a_unix_socket(tree, tmp_path):
                 time.sleep(0.02)
         c = GoferClient(sock)
         assert c.version()[1] == p9.VERSION
+        no_core_dumps(proc.pid)
         root = c.new_fid()
         assert c.attach(root, uname=b"root", aname=tree.encode(), n_uname=0).path == os.stat(tree).st_ino
         fid, (qid,) = c.walk(root, [b"file"])
@@ -317,3 +332,234 @@ def test_diodls_long_shows_host_attributes(listener, tree):
 def test_diodcat_cannot_escape_our_server(listener, tree):
     rc, out, err = run_diod_client(listener, tree, ["diodcat", "../../../../etc/passwd"])
     assert rc != 0 and out == b""
+
+
+# --- read-write: the same changes through diod and through our gofer ---------------
+
+def rw_server(kind, root):
+    if kind == "diod":
+        return Connection(diod_argv(root), root.encode())
+    return Connection(lambda fd: server_command(fd, root, True), root.encode())
+
+
+def tree_state(root):
+    """What a change leaves on the host: names, kinds, modes, sizes,
+    contents, link targets, link counts and user xattrs."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, root)
+            item = (S.S_IFMT(st.st_mode), S.S_IMODE(st.st_mode), st.st_nlink, st.st_uid, st.st_gid)
+            if S.S_ISREG(st.st_mode):
+                with open(p, "rb") as f:
+                    item += (f.read(),)
+            if S.S_ISLNK(st.st_mode):
+                item += (os.readlink(p),)
+            elif not S.S_ISFIFO(st.st_mode):
+                item += (sorted((n, os.getxattr(p, n)) for n in os.listxattr(p) if n.startswith("user.")),)
+            out[rel] = item
+    return out
+
+
+def apply_changes(conn):
+    """One sequence of 9P changes, every message the client sends for them."""
+    c, root = conn.client, conn.root
+    d, _ = c.walk(root, [])
+    qid, _, fd = c.lcreate(d, b"made", os.O_RDWR, 0o640, 0)
+    if fd is not None:
+        os.close(fd)
+    data = bytes(range(256)) * 1000
+    off = 0
+    while off < len(data):
+        off += c.write(d, off, data[off:])
+    c.fsync(d)
+    c.clunk(d)
+    c.mkdir(root, b"sub", 0o750, 0)
+    sub, _ = c.walk(root, [b"sub"])
+    c.symlink(sub, b"ln", b"../made", 0)
+    c.mknod(root, b"pipe", S.S_IFIFO | 0o600, 0, 0, 0)
+    made, _ = c.walk(root, [b"made"])
+    c.link(sub, made, b"hard")
+    c.setattr(made, p9.SETATTR_MODE | p9.SETATTR_SIZE, mode=0o604, size=1000)
+    c.xattr_set(made, b"user.tag", b"value")
+    c.xattr_set(made, b"user.gone", b"soon")
+    c.xattr_set(made, b"user.gone", b"", p9.XATTR_REPLACE)
+    moved, _ = c.walk(root, [b"existing"])
+    c.rename(moved, sub, b"renamed")
+    c.clunk(moved)
+    victim, _ = c.walk(root, [b"victim"])
+    c.remove(victim)
+    c.clunk(made)
+    c.clunk(sub)
+
+
+def fresh_rw_tree(base):
+    os.makedirs(base)
+    with open(os.path.join(base, "existing"), "wb") as f:
+        f.write(b"existing\n")
+    with open(os.path.join(base, "victim"), "wb") as f:
+        f.write(b"victim\n")
+    return base
+
+
+def test_changes_through_diod_and_through_ours_agree(tmp_path):
+    results = {}
+    for kind in ("diod", "ours"):
+        root = fresh_rw_tree(str(tmp_path / kind))
+        conn = rw_server(kind, root)
+        try:
+            apply_changes(conn)
+        finally:
+            conn.close()
+        results[kind] = tree_state(root)
+    assert results["diod"] == results["ours"]
+    assert results["ours"]["made"][5] == (bytes(range(256)) * 4)[:1000]
+    assert results["ours"]["made"][6] == [("user.tag", b"value")]
+    assert results["ours"]["sub/hard"][2] == 2 and "victim" not in results["ours"]
+
+
+def test_locks_agree_with_diod(tmp_path):
+    """Whole-file locks (diod's are flock(2)s; ours are byte-range OFD
+    locks, which agree on whole files): two opened fids conflict."""
+    W, R, U = p9.LOCK_TYPE_WRLCK, p9.LOCK_TYPE_RDLCK, p9.LOCK_TYPE_UNLCK
+    for kind in ("diod", "ours"):
+        root = fresh_rw_tree(str(tmp_path / kind))
+        conn = rw_server(kind, root)
+        try:
+            c = conn.client
+            fids = []
+            for _ in range(2):
+                fid, _ = c.walk(conn.root, [b"existing"])
+                _, _, fd = c.lopen(fid, os.O_RDWR)
+                if fd is not None:
+                    os.close(fd)
+                fids.append(fid)
+            a, b = fids
+            seen = [c.lock(a, W, proc_id=1, client_id=b"t"), c.lock(b, W, proc_id=2, client_id=b"t"),
+                    c.lock(b, R, proc_id=2, client_id=b"t"), c.getlock(b, W, proc_id=2, client_id=b"t").type,
+                    c.lock(a, U, proc_id=1, client_id=b"t"), c.lock(b, W, proc_id=2, client_id=b"t"),
+                    c.getlock(a, R, proc_id=1, client_id=b"t").type]
+            assert seen == [p9.LOCK_SUCCESS, p9.LOCK_BLOCKED, p9.LOCK_BLOCKED, W, p9.LOCK_SUCCESS,
+                            p9.LOCK_SUCCESS, W], kind
+        finally:
+            conn.close()
+
+
+def test_xattrs_agree_with_diod(tmp_path):
+    for kind in ("diod", "ours"):
+        root = fresh_rw_tree(str(tmp_path / kind))
+        path = os.path.join(root, "existing")
+        os.setxattr(path, "user.from_host", b"h")
+        conn = rw_server(kind, root)
+        try:
+            c = conn.client
+            fid, _ = c.walk(conn.root, [b"existing"])
+            c.xattr_set(fid, b"user.from_client", b"c" * 3000)
+            assert os.getxattr(path, "user.from_client") == b"c" * 3000, kind
+            assert c.xattr_get(fid, b"user.from_host") == b"h"
+            assert sorted(c.xattr_get(fid, b"").split(b"\0")[:-1]) == [b"user.from_client", b"user.from_host"]
+            with pytest.raises(OSError) as e:
+                c.xattr_get(fid, b"user.missing")
+            assert e.value.errno == errno.ENODATA, kind
+            c.xattr_set(fid, b"user.from_host", b"", p9.XATTR_REPLACE)  # size 0: remove
+            assert os.listxattr(path) == ["user.from_client"], kind
+            c.clunk(fid)
+        finally:
+            conn.close()
+
+
+# --- our sentry's filesystem mounted over diod ----------------------------------
+
+def test_sentry_filesystem_mounts_a_diod_export(tmp_path):
+    """GoferFilesystem (what the sentry mounts) over diod: the VFS path walk,
+    reads (Tread: diod donates no fd), listings, writes, renames, removal
+    (diod lacks Tunlinkat/Trenameat: the client falls back as Linux's does)."""
+    from vfs.gofer.fs import GoferFilesystem
+    from vfs.path import Creds, MountTree, PathContext
+    root = fresh_rw_tree(str(tmp_path / "export"))
+    make_tree(os.path.join(root, "t"))
+    conn = Connection(diod_argv(root), root.encode())
+    try:
+        fs = GoferFilesystem(conn.client, aname=root.encode(), rw=True, uname=b"root", n_uname=0)
+        tree = MountTree(fs)
+        ctx = PathContext(tree.root, tree.root, Creds())
+        big = tree.resolve(ctx, b"/t/dir/../big").inode
+        impl = big.open(os.O_RDONLY)
+        assert impl.host_fd is None
+        with open(os.path.join(root, "t", "big"), "rb") as f:
+            assert impl.pread(1 << 20, 0) == f.read()  # several Treads of msize each
+        impl.release()
+        assert tree.resolve(ctx, b"/t/link").inode.stat().ino == os.stat(os.path.join(root, "t", "file")).st_ino
+        with pytest.raises(FileNotFoundError):
+            tree.resolve(ctx, b"/t/abs_link")  # /etc/passwd of the mount, not the host's
+        listing = {e.name for e in tree.resolve(ctx, b"/t").inode.readdir()}
+        assert listing == {os.fsencode(n) for n in os.listdir(os.path.join(root, "t"))}
+        r = fs.root()
+        new = r.create(b"new", S.S_IFREG | 0o644, 0, 0)
+        impl = new.open(os.O_RDWR)
+        payload = os.urandom(200_000)
+        assert impl.pwrite(payload, 0) == len(payload)  # several Twrites
+        impl.release()
+        with open(os.path.join(root, "new"), "rb") as f:
+            assert f.read() == payload
+        d = r.mkdir(b"d", 0o755, 0, 0)
+        r.rename(b"new", d, b"moved")
+        assert os.path.exists(os.path.join(root, "d", "moved"))
+        with pytest.raises(OSError) as e:
+            r.rmdir(b"existing")
+        assert e.value.errno == errno.ENOTDIR
+        d.unlink(b"moved")
+        r.rmdir(b"d")
+        r.unlink(b"victim")
+        assert sorted(os.listdir(root)) == ["existing", "t"]
+    finally:
+        conn.close()
+
+
+# --- more of diod's clients against our server ----------------------------------------
+
+def test_diodcat_with_a_small_msize(listener, tree):
+    """diod's client negotiates 4 KiB: our server clamps every Rread."""
+    rc, out, err = run_diod_client(listener, tree, ["diodcat", "-m", "4096", "big"])
+    assert rc == 0, err
+    with open(os.path.join(tree, "big"), "rb") as f:
+        assert out == f.read()
+
+
+def test_diodload_reads_and_writes_through_our_server(tmp_path):
+    """diodload: one connection per thread, each a gofer of ours, reading
+    'zero' and writing 'null' (regular files here) for a second."""
+    root = str(tmp_path / "load")
+    os.makedirs(root)
+    with open(os.path.join(root, "zero"), "wb") as f:
+        f.write(bytes(1 << 20))
+    open(os.path.join(root, "null"), "wb").close()
+    path = str(tmp_path / "load.sock")
+    ls = socket.socket(socket.AF_UNIX)
+    ls.bind(path)
+    ls.listen(4)
+    ls.settimeout(10)
+    tool = shutil.which("diodload") or "/usr/sbin/diodload"
+    cl = subprocess.Popen([tool, "-s", path, "-n", "2", "-r", "1", "-m", "16384"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    servers = []
+    try:
+        for _ in range(2):
+            conn, _ = ls.accept()
+            servers.append(subprocess.Popen(server_command(conn.fileno(), root, True), pass_fds=[conn.fileno()],
+                                            env=server_env()))
+            conn.close()
+        out, err = cl.communicate(timeout=30)
+        assert cl.returncode == 0, err
+        assert b"No such file" not in err
+        assert int(err.split(b"diodload:")[-1].split()[0]) > 0, err  # ops/s
+        assert all(s.wait(10) == 0 for s in servers)
+        assert 0 < os.path.getsize(os.path.join(root, "null")) <= 16384
+    finally:
+        ls.close()
+        for p in [cl] + servers:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -138,3 +138,14 @@ def test_io_priorities_and_scheduling_odds(cbin):
 def test_scheduling_attributes(cbin):
     r = same_as_native(cbin("sched_attrs"))
     assert b"child after reset_on_fork: policy 0 prio 0 nice 0" in r.stdout
+
+
+def test_write_to_a_pipe_nobody_reads_raises_sigpipe():
+    script = ("yes | head -1; echo ${PIPESTATUS[@]}; "
+              "/usr/bin/python3.11 -c 'import os, signal\n"
+              "signal.signal(signal.SIGPIPE, signal.SIG_IGN)\n"
+              "r, w = os.pipe(); os.close(r)\n"
+              "try:\n os.writev(w, [b\"x\"])\nexcept BrokenPipeError: print(\"EPIPE\")'")
+    r = run_do(["/bin/bash", "-c", script])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == native(["/bin/bash", "-c", script]).stdout == b"y\n141 0\nEPIPE\n"

@@ -1,5 +1,6 @@
 """OverlayFS (vfs/overlay.py): unit tests of copy-up, whiteouts, opaque
-directories, merged readdir, inode numbers and EXDEV, then a differential
+directories, merged readdir, inode numbers, redirected directory renames
+and xattrs, then a differential
 test: a random lower tree is made in a host directory and copied into a
 TmpFS (the lower layer); random operations run on the overlay and on a
 host copy of the lower tree, and every result, the final trees and the
@@ -18,9 +19,10 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 
 from test_tmpfs import DiffMachine, HostDiff, SandboxFS, errno_of, paths
-from vfs.file import O_APPEND, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY
+from vfs import ops
+from vfs.file import O_APPEND, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY
 from vfs.inode import DT_DIR, DT_LNK, DT_REG
-from vfs.overlay import OPAQUE_XATTR, OVERLAYFS_SUPER_MAGIC, UPPER_INO_TAG, OverlayFS
+from vfs.overlay import OPAQUE_XATTR, OVERLAYFS_SUPER_MAGIC, REDIRECT_XATTR, UPPER_INO_TAG, OverlayFS
 from vfs.tmpfs import TmpFS
 
 
@@ -69,7 +71,7 @@ def snapshot(fs: TmpFS) -> dict:
         elif S.S_ISLNK(st.mode):
             entry.append(inode.readlink())
         elif S.S_ISREG(st.mode):
-            entry.append(bytes(inode.data))
+            entry.append(inode.read_at(st.size, 0))
         out[prefix or b"/"] = entry
     walk(fs.root(), b"")
     return out
@@ -133,7 +135,7 @@ def test_write_copies_up_file_and_ancestors(layers):
     before = sb.stat("home/user/notes")
     sb.write("home/user/notes", b"UPPER", 0)
     assert sb.read("home/user/notes") == b"UPPER notes"
-    assert lower.root().lookup(b"home").lookup(b"user").lookup(b"notes").data == b"lower notes"
+    assert lower.root().lookup(b"home").lookup(b"user").lookup(b"notes").read_at(99, 0) == b"lower notes"
     up_user = sb.fs.upper.root().lookup(b"home").lookup(b"user").stat()
     assert (S.S_IMODE(up_user.mode), up_user.uid, up_user.gid) == (0o700, 1000, 1000)
     # the copied ancestors keep their times, and so does their parent
@@ -189,7 +191,7 @@ def test_o_trunc_copies_no_data(layers):
     d = sb.open("etc/passwd", O_WRONLY | O_TRUNC)
     sb.close(d)
     up = sb.inode("etc/passwd").upper
-    assert up.stat().size == 0 and bytes(up.data) == b""
+    assert up.stat().size == 0 and up.stat().blocks == 0
     assert sb.stat("etc/passwd").mtime_ns > 222_000  # a truncation is a change
 
 
@@ -201,13 +203,28 @@ def test_truncate_copies_only_what_stays(layers):
     assert sb.read("home/user/notes") == b"lower notes" + bytes(9)
 
 
-def test_description_opened_before_copy_up_reads_lower(layers):
+def test_description_opened_before_copy_up_follows_it(layers):
     lower, sb = layers
     reader = sb.open("etc/passwd", O_RDONLY)
+    assert reader.pread(4, 0) == b"root"
     sb.write("etc/passwd", b"ROOT", 0)
-    assert reader.pread(4, 0) == b"root"  # documented: it stays on the lower file
+    assert reader.pread(4, 0) == b"ROOT"  # as Linux since 4.19
+    sb.truncate("etc/passwd", 2)
+    assert reader.pread(10, 0) == b"RO" and reader.impl.size() == 2
     sb.close(reader)
-    assert sb.read("etc/passwd").startswith(b"ROOT")
+    assert sb.read("etc/passwd") == b"RO"
+
+
+def test_hard_links_are_one_overlay_inode(layers):
+    lower, sb = layers
+    sb.link("etc/passwd", "home/pw")
+    a = sb.inode("etc/passwd")
+    assert sb.inode("home/pw") is a
+    # also when found afresh after the caches let go
+    sb.create("x", b"x")
+    sb.link("x", "y")
+    fresh = SandboxFS(sb.fs)
+    assert fresh.inode("y") is fresh.inode("x")
 
 
 def test_append_after_copy_up(layers):
@@ -264,10 +281,19 @@ def test_hard_link_of_lower_file(layers):
 
 
 def test_statfs_and_names(layers):
+    """Free space is the upper's; the lower layer's use counts as used."""
     lower, sb = layers
     sf = sb.fs.statfs()
+    up, low = sb.fs.upper.statfs(), lower.statfs()
     assert sf.type == OVERLAYFS_SUPER_MAGIC == 0x794C7630
-    assert sf.blocks == sb.fs.upper.statfs().blocks
+    assert (sf.bfree, sf.bavail, sf.ffree, sf.bsize) == (up.bfree, up.bavail, up.ffree, up.bsize)
+    lower_used = low.blocks - low.bfree
+    assert lower_used > 0 and sf.blocks == up.blocks + lower_used
+    assert sf.files == up.files + (low.files - low.ffree)
+    # writes use the upper's space
+    sb.create("big", b"x" * 40000)
+    after = sb.fs.statfs()
+    assert after.bfree == sf.bfree - 10 and after.blocks == sf.blocks
     assert sb.fs.name == "overlay"
 
 
@@ -440,18 +466,207 @@ def test_removed_directory_takes_no_entries(layers):
     assert errno_of(lambda: er.lookup(b"x")) == ("err", errno.ENOENT)
 
 
+# --- xattrs -------------------------------------------------------------------
+
+@pytest.fixture
+def xattr_layers():
+    lower = make_lower()
+    etc = lower.root().lookup(b"etc")
+    etc.lookup(b"passwd").setxattr(b"user.a", b"1")
+    etc.lookup(b"passwd").setxattr(b"trusted.t", b"2")
+    etc.setxattr(b"user.dir", b"d")
+    sb = SandboxFS(OverlayFS(lower, TmpFS()))
+    yield lower, sb
+    assert lower.root().lookup(b"etc").lookup(b"passwd").listxattr() == [b"user.a", b"trusted.t"]
+    assert lower.root().lookup(b"etc").listxattr() == [b"user.dir"]
+
+
+def test_xattrs_read_through_without_copy_up(xattr_layers):
+    lower, sb = xattr_layers
+    pw = sb.inode("etc/passwd")
+    assert pw.listxattr() == [b"user.a", b"trusted.t"] and pw.getxattr(b"user.a") == b"1"
+    assert errno_of(lambda: pw.getxattr(b"user.none")) == ("err", errno.ENODATA)
+    assert errno_of(lambda: pw.removexattr(b"user.none")) == ("err", errno.ENODATA)
+    assert upper_names(sb) == []
+
+
+def test_xattr_changes_copy_up_and_copy_up_keeps_xattrs(xattr_layers):
+    lower, sb = xattr_layers
+    pw = sb.inode("etc/passwd")
+    ino = pw.stat().ino
+    pw.setxattr(b"user.b", b"new")
+    assert pw.upper is not None and pw.stat().ino == ino
+    assert sorted(pw.listxattr()) == [b"trusted.t", b"user.a", b"user.b"]
+    pw.removexattr(b"user.a")
+    assert sorted(pw.listxattr()) == [b"trusted.t", b"user.b"]
+    # a chmod's copy-up brings the xattrs along
+    sb.setattr("etc/shadow", mode=0o600)
+    assert sb.inode("etc").listxattr() == [b"user.dir"]  # the directory came up with its own
+    sb.inode("etc").removexattr(b"user.dir")
+    assert sb.inode("etc").listxattr() == []
+
+
+def test_overlay_xattrs_are_hidden(xattr_layers):
+    lower, sb = xattr_layers
+    sb.unlink("etc/passwd")
+    sb.unlink("etc/shadow")
+    sb.rmdir("etc")
+    sb.mkdir("etc")  # opaque
+    sb.rename("home", "home2")  # redirected
+    for d in (sb.inode("etc"), sb.inode("home2")):
+        assert d.listxattr() == []
+        for name in (OPAQUE_XATTR, REDIRECT_XATTR, b"trusted.overlay.other"):
+            assert errno_of(lambda: d.getxattr(name)) == ("err", errno.EOPNOTSUPP)
+            assert errno_of(lambda: d.setxattr(name, b"y")) == ("err", errno.EOPNOTSUPP)
+            assert errno_of(lambda: d.removexattr(name)) == ("err", errno.EOPNOTSUPP)
+    sb.inode("etc").setxattr(b"trusted.overlay", b"not ours")  # no dot: not the overlay's
+    assert sb.inode("etc").listxattr() == [b"trusted.overlay"]
+    assert sb.listdir("etc") == [] and sorted(sb.listdir("home2")) == [b"user"]
+
+
 # --- rename --------------------------------------------------------------------
 
-def test_rename_of_lower_directory_is_exdev(layers):
+def upper_inode(sb, path):
+    d = sb.fs.upper.root()
+    for part in [p for p in path.split("/") if p]:
+        d = d.lookup(part.encode())
+    return d
+
+
+def assert_d_ino_is_st_ino(sb, path):
+    for e in sb.inode(path).readdir():
+        assert e.ino == sb.stat(f"{path}/{e.name.decode()}", follow=False).ino, (path, e.name)
+
+
+def test_rename_of_lower_directory_redirects(layers):
     lower, sb = layers
-    assert errno_of(lambda: sb.rename("etc", "etc2")) == ("err", errno.EXDEV)
-    sb.write("etc/passwd", b"x")  # merged now: still EXDEV
-    assert errno_of(lambda: sb.rename("etc", "etc2")) == ("err", errno.EXDEV)
-    assert errno_of(lambda: sb.rename("home/user", "user")) == ("err", errno.EXDEV)
-    # the type and subtree checks still come first
+    ino = sb.stat("etc").ino
+    pw_ino = sb.stat("etc/passwd").ino
+    sb.rename("etc", "etc2")
+    assert sorted(sb.listdir("etc2")) == [b"passwd", b"shadow"]
+    assert sb.read("etc2/passwd") == b"root:x:0:0\n"
+    assert errno_of(lambda: sb.stat("etc")) == ("err", errno.ENOENT)
+    assert b"etc" not in sb.listdir("/") and b"etc2" in sb.listdir("/")
+    assert sb.stat("etc2").ino == ino and sb.stat("etc2/passwd").ino == pw_ino
+    assert_d_ino_is_st_ino(sb, "/")
+    # only the directory itself was copied up; it carries the redirect
+    up = upper_inode(sb, "etc2")
+    assert up.getxattr(REDIRECT_XATTR) == b"/etc" and up.entries() == []
+    wo = upper_inode(sb, "etc").stat()
+    assert S.S_ISCHR(wo.mode) and wo.rdev == 0
+    assert S.S_IMODE(sb.stat("etc2").mode) == 0o755 and sb.stat("etc2").mtime_ns == 222_000
+    # an overlay mounted afresh over the same layers sees the same
+    again = SandboxFS(OverlayFS(lower, sb.fs.upper))
+    assert sorted(again.listdir("etc2")) == [b"passwd", b"shadow"]
+    assert errno_of(lambda: again.stat("etc")) == ("err", errno.ENOENT)
+    # changes inside the moved directory copy up into it
+    sb.write("etc2/passwd", b"R")
+    assert sb.read("etc2/passwd") == b"Root:x:0:0\n"
+    assert [e.name for e in up.entries()] == [b"passwd"]
+    # the old name is free: a directory made there is empty (opaque)
+    sb.mkdir("etc")
+    assert sb.listdir("etc") == []
+    # and moving back over the empty directory gives the merged one back
+    sb.rename("etc2", "etc")
+    assert sorted(sb.listdir("etc")) == [b"passwd", b"shadow"]
+    assert sb.read("etc/passwd") == b"Root:x:0:0\n" and sb.read("etc/shadow") == b"hash"
+    assert sb.stat("etc").ino == ino
+    assert errno_of(lambda: sb.stat("etc2")) == ("err", errno.ENOENT)
+
+
+def test_rename_of_merged_and_nested_lower_directories(layers):
+    lower, sb = layers
+    sb.write("home/user/notes", b"UPPER")  # home and user are merged now
+    sb.rename("home/user", "user")
+    assert sorted(sb.listdir("user")) == [b"deep", b"notes"]
+    assert sb.read("user/notes") == b"UPPER notes"
+    assert sb.listdir("user/deep") == [b"er"] and sb.listdir("home") == []
+    assert sb.stat("home").nlink == 2 and sb.stat("user").nlink == 3
+    # a lower-only directory reached through the moved one moves too
+    sb.rename("user/deep", "deep2")
+    assert sb.listdir("deep2") == [b"er"] and sb.listdir("user") == [b"notes"]
+    assert upper_inode(sb, "deep2").getxattr(REDIRECT_XATTR) == b"/home/user/deep"
+    # the emptied merged parent moves as well, and can go away
+    sb.rename("home", "h2")
+    assert sb.listdir("h2") == []
+    sb.rmdir("h2")
+    assert sorted(n for n in sb.listdir("/")) == [b"deep2", b"etc", b"fifo", b"motd", b"suid", b"user"]
+    for path in ("/", "user", "deep2"):
+        assert_d_ino_is_st_ino(sb, path)
+    again = SandboxFS(OverlayFS(lower, sb.fs.upper))
+    assert again.listdir("deep2/er") == [] and again.read("user/notes") == b"UPPER notes"
+    assert errno_of(lambda: again.stat("home")) == ("err", errno.ENOENT)
+
+
+def test_rename_lower_directory_over_and_into_others(layers):
+    lower, sb = layers
+    # over an empty lower directory: the lower one there stays hidden
+    sb.rename("etc", "home/user/deep/er")
+    assert sorted(sb.listdir("home/user/deep/er")) == [b"passwd", b"shadow"]
+    assert errno_of(lambda: sb.rename("home/user/deep/er", "home/user")) == ("err", errno.ENOTEMPTY)
+    # into an opaque directory: the moved one still merges with its lower part
+    sb.mkdir("new")
+    sb.rename("home/user/deep/er", "new/etc")
+    assert sorted(sb.listdir("new/etc")) == [b"passwd", b"shadow"]
+    assert sb.listdir("home/user/deep") == []
+    # removing a moved directory: its lower entries are whited out inside it first
+    sb.unlink("new/etc/passwd")
+    assert errno_of(lambda: sb.rmdir("new/etc")) == ("err", errno.ENOTEMPTY)
+    sb.unlink("new/etc/shadow")
+    sb.rmdir("new/etc")
+    assert sb.listdir("new") == [] and upper_names(sb, b"/new") == []
+
+
+def test_rename_exchange(layers):
+    lower, sb = layers
+
+    def exchange(a, b):
+        ops.rename(sb.tree, sb.ctx, sb._p(a), sb._p(b), flags=ops.RENAME_EXCHANGE)
+    # a lower directory and a lower file
+    ino_etc, ino_motd = sb.stat("etc").ino, sb.stat("motd", follow=False).ino
+    exchange("etc", "motd")
+    assert sorted(sb.listdir("motd")) == [b"passwd", b"shadow"]
+    assert sb.inode("etc", follow=False).readlink() == b"etc/passwd"
+    assert (sb.stat("motd").ino, sb.stat("etc", follow=False).ino) == (ino_etc, ino_motd)
+    # two lower directories: each keeps its own lower entries
+    exchange("home/user/deep", "motd")
+    assert sorted(sb.listdir("home/user/deep")) == [b"passwd", b"shadow"]
+    assert sb.listdir("motd") == [b"er"]
+    # a new directory and a lower one: the new one must stay empty
+    sb.mkdir("new")
+    exchange("new", "home/user/deep")
+    assert sb.listdir("home/user/deep") == [] and sorted(sb.listdir("new")) == [b"passwd", b"shadow"]
+    again = SandboxFS(OverlayFS(lower, sb.fs.upper))
+    assert again.listdir("home/user/deep") == [] and again.listdir("motd") == [b"er"]
+    assert sorted(again.listdir("new")) == [b"passwd", b"shadow"]
+    assert errno_of(lambda: exchange("home", "home/user/notes")) == ("err", errno.EINVAL)
+    assert errno_of(lambda: ops.rename(sb.tree, sb.ctx, b"/new", b"/n2", flags=ops.RENAME_WHITEOUT)) \
+        == ("err", errno.EINVAL)
+
+
+def test_tmpfile_and_fallocate(layers):
+    lower, sb = layers
+    d = ops.open_path(sb.tree, sb.ctx, b"/etc", O_TMPFILE | O_RDWR, 0o600, 0)
+    d.write(b"anon")
+    assert d.inode.stat().nlink == 0
+    ops.link(sb.tree, sb.ctx, d.location, b"/etc/named")
+    assert sb.read("etc/named") == b"anon" and sb.inode("etc/named") is d.inode
+    sb.close(d)
+    # fallocate of a lower file opened for writing: the copy grows
+    w = sb.open("etc/passwd", O_RDWR)
+    sb.inode("etc/passwd").fallocate(0, 0, 8192)
+    assert sb.stat("etc/passwd").size == 8192 and sb.read("etc/passwd").startswith(b"root:x")
+    sb.close(w)
+
+
+def test_rename_errors_keep_linux_order(layers):
+    lower, sb = layers
     assert errno_of(lambda: sb.rename("etc", "motd")) == ("err", errno.ENOTDIR)
     assert errno_of(lambda: sb.rename("home", "home/user/x")) == ("err", errno.EINVAL)
     assert errno_of(lambda: sb.rename("home/user/notes", "home")) == ("err", errno.ENOTEMPTY)
+    assert errno_of(lambda: sb.rename("etc/passwd", "home")) == ("err", errno.EISDIR)
+    assert errno_of(lambda: sb.rename("etc", "home")) == ("err", errno.ENOTEMPTY)
+    assert upper_names(sb) == []  # failed renames copied nothing up
 
 
 def test_rename_of_upper_directory(layers):
@@ -532,7 +747,15 @@ def test_gofer_lower_layer(tmp_path):
         sb.unlink("link")
         assert sb.read("dir/file") == b"FROM host" and sb.stat("dir/file").ino == ino
         assert sorted(sb.listdir("dir")) == [b"file", b"new"] and sb.listdir("/") == [b"dir"]
-        assert errno_of(lambda: sb.rename("dir", "dir2")) == ("err", errno.EXDEV)
+        dir_ino = sb.stat("dir").ino
+        sb.rename("dir", "dir2")
+        assert sorted(sb.listdir("dir2")) == [b"file", b"new"] and sb.listdir("/") == [b"dir2"]
+        assert sb.stat("dir2").ino == dir_ino == os.stat(tmp_path / "dir").st_ino
+        # a host file's xattrs pass through; the overlay's own stay hidden
+        f = sb.inode("dir2/file")
+        f.setxattr(b"user.k", b"v")
+        assert f.listxattr() == [b"user.k"] and f.getxattr(b"user.k") == b"v"
+        assert sb.inode("dir2").listxattr() == []
     assert (tmp_path / "dir" / "file").read_bytes() == b"from host"
     assert sorted(os.listdir(tmp_path / "dir")) == ["file"] and os.path.islink(tmp_path / "link")
 
@@ -562,25 +785,6 @@ def build_host_tree(root: str, entries) -> None:
             pass
 
 
-class OverlayHostDiff(HostDiff):
-    def __init__(self, sb, host, original_lower):
-        super().__init__(sb, host)
-        self.original_lower = original_lower
-
-    def rename(self, old, new):
-        got = errno_of(lambda: self.sb.rename(old, new))
-        if got == ("err", errno.EXDEV):
-            # allowed only for a directory that is still where the lower layer has it
-            full = self.h(old)
-            assert os.path.isdir(full) and not os.path.islink(full), old
-            lower = os.path.join(self.original_lower, old)
-            assert os.path.isdir(lower) and not os.path.islink(lower), old
-            return got
-        want = errno_of(lambda: os.rename(self.h(old), self.h(new)))
-        assert got == want, f"rename {old} {new}: overlay {got}, host {want}"
-        return got
-
-
 class OverlayVsHost(DiffMachine):
     def __init__(self):
         super().__init__()
@@ -593,11 +797,11 @@ class OverlayVsHost(DiffMachine):
         self.lower = tmpfs_from_host(self.original)
         self.lower_before = snapshot(self.lower)
         shutil.copytree(self.original, self.host, symlinks=True, dirs_exist_ok=True)
-        self.diff = OverlayHostDiff(SandboxFS(OverlayFS(self.lower, TmpFS())), self.host, self.original)
+        self.diff = HostDiff(SandboxFS(OverlayFS(self.lower, TmpFS())), self.host)
 
-    def ino(self, path):
+    def ino(self, path, follow=True):
         try:
-            return self.diff.sb.stat(path).ino
+            return self.diff.sb.stat(path, follow=follow).ino
         except OSError:
             return None
 
@@ -613,6 +817,42 @@ class OverlayVsHost(DiffMachine):
         before = self.ino(path)
         if self.diff.truncate(path, size)[0] == "ok":
             assert self.ino(path) == before
+
+    @rule(old=paths, new=paths)
+    def rename(self, old, new):
+        """A rename keeps the file's inode number, as on the host."""
+        before = self.ino(old, follow=False)
+        try:  # the new name's directory, found before the rename moves paths about
+            new_parent = self.diff.sb.inode(os.path.dirname(new) or "/")
+        except OSError:
+            new_parent = None
+        if self.diff.rename(old, new)[0] == "ok" and new_parent is not None:
+            assert new_parent.lookup(os.fsencode(os.path.basename(new))).stat().ino == before
+
+    @rule(data=st.data(), new=paths)
+    def rename_lower_dir(self, data, new):
+        """Lower directories are the interesting sources (redirects)."""
+        dirs = sorted(os.path.relpath(os.path.join(top, d), self.original)
+                      for top, subdirs, _ in os.walk(self.original) for d in subdirs
+                      if not os.path.islink(os.path.join(top, d)))
+        if dirs:
+            self.rename(data.draw(st.sampled_from(dirs)), new)
+
+    @invariant()
+    def identities_agree(self):
+        """Every directory's d_ino is its entries' st_ino; one st_dev."""
+        sb = getattr(getattr(self, "diff", None), "sb", None)
+        if sb is None:
+            return
+        pending = [b"/"]
+        while pending:
+            d = pending.pop()
+            for e in sb.inode(d).readdir():
+                full = d.rstrip(b"/") + b"/" + e.name
+                st = sb.stat(full, follow=False)
+                assert (e.ino, st.dev) == (st.ino, sb.fs.dev), full
+                if S.S_ISDIR(st.mode):
+                    pending.append(full)
 
     @invariant()
     def trees_match(self):

@@ -310,7 +310,7 @@ def test_mounts_and_mountinfo(w):
     assert w.readlink(b"/proc/mounts") == b"self/mounts"
     lines = [l.split() for l in mounts.splitlines()]
     assert [l[1] for l in lines] == [b"/", b"/proc", b"/dev", b"/sys"]
-    assert lines[3][2:] == [b"sysfs", b"ro", b"0", b"0"]
+    assert lines[3][2:] == [b"sysfs", b"ro,nosuid,nodev,noexec,relatime", b"0", b"0"]
     for ours, theirs in zip(lines, (l.split() for l in host("/proc/self/mounts").splitlines())):
         assert len(ours) == len(theirs) == 6 and ours[4:] == theirs[4:] == [b"0", b"0"]
 

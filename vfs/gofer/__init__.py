@@ -55,6 +55,7 @@ class Gofer:
         return self.proc.pid
 
     def close(self) -> None:
+        self.fs.drop_open_files()
         self.client.close()
         self._finalizer()
 

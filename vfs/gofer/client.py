@@ -200,6 +200,59 @@ class GoferClient:
     def xattrwalk(self, fid: int, newfid: int, name: bytes) -> int:
         return self.rpc(p9.Txattrwalk(fid, newfid, name)).size
 
+    def xattr_get(self, fid: int, name: bytes) -> bytes:
+        """The value of attribute name of fid's file; with name b"" the
+        NUL-terminated list of names (Txattrwalk, Treads, Tclunk)."""
+        newfid = self.new_fid()
+        try:
+            size = self.xattrwalk(fid, newfid, name)
+        except BaseException:
+            self._forget_fid(newfid)
+            raise
+        try:
+            if size > p9.XATTR_SIZE_MAX * 16:
+                raise GoferProtocolError(f"xattr of {size} bytes")
+            parts, got = [], 0
+            while got < size:
+                data = self.read(newfid, got, size - got)
+                if not data:
+                    break
+                parts.append(data)
+                got += len(data)
+        finally:
+            self.clunk(newfid)
+        return b"".join(parts)
+
+    def xattr_set(self, fid: int, name: bytes, value: bytes, flags: int = 0) -> None:
+        """Set attribute name of fid's file (Txattrcreate on a clone, Twrites,
+        Tclunk, which stores it and reports the error). An empty value
+        removes the attribute: 9P has no other way to say remove."""
+        newfid, _ = self.walk(fid, [])
+        try:
+            self.rpc(p9.Txattrcreate(newfid, name, len(value), flags))
+            done = 0
+            while done < len(value):
+                n = self.write(newfid, done, value[done:])
+                if n <= 0:
+                    raise OSError(errno.EIO, "short xattr write")
+                done += n
+        except BaseException:
+            try:
+                self.clunk(newfid)
+            except OSError:
+                pass
+            raise
+        self.clunk(newfid)
+
+    def lock(self, fid: int, type_: int, start: int = 0, length: int = 0, *, flags: int = 0,
+             proc_id: int = 0, client_id: bytes = b"") -> int:
+        """Rlock status (p9.LOCK_SUCCESS, LOCK_BLOCKED, ...); fid is open."""
+        return self.rpc(p9.Tlock(fid, type_, flags, start, length, proc_id, client_id)).status
+
+    def getlock(self, fid: int, type_: int, start: int = 0, length: int = 0, *,
+                proc_id: int = 0, client_id: bytes = b"") -> p9.Rgetlock:
+        return self.rpc(p9.Tgetlock(fid, type_, start, length, proc_id, client_id))
+
     # --- I/O ---
     def lopen(self, fid: int, flags: int) -> tuple[p9.Qid, int, int | None]:
         """(qid, iounit, donated host fd or None)."""
@@ -217,13 +270,22 @@ class GoferClient:
         return self.msize - p9.IOHDRSZ
 
     def read(self, fid: int, offset: int, count: int) -> bytes:
-        return self.rpc(p9.Tread(fid, offset, min(count, self.max_io))).data
+        count = min(count, self.max_io)
+        data = self.rpc(p9.Tread(fid, offset, count)).data
+        if len(data) > count:
+            raise GoferProtocolError(f"Rread of {len(data)} bytes for {count}")
+        return data
 
     def write(self, fid: int, offset: int, data: bytes) -> int:
-        return self.rpc(p9.Twrite(fid, offset, bytes(data[:self.max_io]))).count
+        """One Twrite of at most msize's worth; callers loop."""
+        chunk = bytes(data[:self.max_io])
+        n = self.rpc(p9.Twrite(fid, offset, chunk)).count
+        if n > len(chunk):
+            raise GoferProtocolError(f"Rwrite of {n} bytes for {len(chunk)}")
+        return n
 
     def readdir(self, fid: int, offset: int, count: int | None = None) -> list[p9.Dirent]:
-        count = self.max_io if count is None else count
+        count = self.max_io if count is None else min(count, self.max_io)
         data = self.rpc(p9.Treaddir(fid, offset, count)).data
         try:
             return p9.decode_dirents(data)

@@ -16,9 +16,20 @@ name still leads to the same file).
 
 Regular files are read and written through the host fd the gofer donates
 at open; without one (a server that does not donate) Tread/Twrite do it.
+The filesystem keeps a duplicate of the read-only fds it was given (the
+last OPEN_FD_CACHE files): opening one of those files for reading again
+costs an os.dup instead of three round trips (walk, lopen, clunk); such
+an fd names the inode, so it stays right whatever happens to the name.
+
+Extended attributes: user.* only (the gofer serves no other namespace;
+others are EOPNOTSUPP here without a round trip), changed only on a
+read-write mount (EROFS otherwise). Setting an empty value removes the
+attribute: 9P's Txattrcreate has no other way to say remove (Linux's own
+9p client behaves the same).
 """
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import stat as S
@@ -31,7 +42,14 @@ from ..inode import DirEntry, FileDescriptionImpl, Filesystem, Inode, Stat, Stat
 # One pread/pwrite through the gofer fallback or a donated fd is capped;
 # read(2) and write(2) allow short transfers and callers loop.
 MAX_IO = 1 << 24
+OPEN_FD_CACHE = 256  # read-only host fds kept for reopening (each pins an inode)
 ST_RDONLY = 1
+XATTR_USER_PREFIX = b"user."
+
+
+def _user_xattr(name: bytes) -> None:
+    if not name.startswith(XATTR_USER_PREFIX) or name == XATTR_USER_PREFIX:
+        raise fserr(errno.EOPNOTSUPP)
 
 
 class GoferFilesystem(Filesystem):
@@ -39,17 +57,41 @@ class GoferFilesystem(Filesystem):
     magic = p9.V9FS_MAGIC
 
     def __init__(self, client: GoferClient, *, aname: bytes = b"", rw: bool = False,
-                 cache: bool = True):
+                 cache: bool = True, uname: bytes = b"", n_uname: int = p9.NONUNAME):
         super().__init__()
         self.client = client
         self.rw = rw
         self.cache = cache
+        self.old_style = False  # the server lacks Tunlinkat/Trenameat (diod)
+        self._read_fds: collections.OrderedDict[GoferInode, int] = collections.OrderedDict()
         fid = client.new_fid()
-        qid = client.attach(fid, aname=aname)
+        # our gofer ignores who attaches; other servers (diod) want a user
+        qid = client.attach(fid, uname=uname, aname=aname, n_uname=n_uname)
         self._root = GoferInode(self, fid, qid, None)
 
     def root(self) -> "GoferInode":
         return self._root
+
+    def reopen_for_reading(self, inode: "GoferInode") -> int | None:
+        fd = self._read_fds.get(inode)
+        if fd is None:
+            return None
+        if self.client.broken:  # the gofer is gone: the whole mount answers EIO
+            self.drop_open_files()
+            raise fserr(errno.EIO)
+        self._read_fds.move_to_end(inode)
+        return os.dup(fd)
+
+    def keep_for_reading(self, inode: "GoferInode", fd: int) -> None:
+        if inode in self._read_fds:
+            return
+        self._read_fds[inode] = os.dup(fd)
+        while len(self._read_fds) > OPEN_FD_CACHE:
+            os.close(self._read_fds.popitem(last=False)[1])
+
+    def drop_open_files(self) -> None:
+        while self._read_fds:
+            os.close(self._read_fds.popitem()[1])
 
     def statfs(self) -> StatFS:
         r = self.client.statfs(self._root.fid)
@@ -123,6 +165,28 @@ class GoferInode(Inode):
         self.client.setattr(self.fid, valid, mode=(mode or 0) & 0o7777, uid=uid or 0, gid=gid or 0,
                             size=size or 0, atime_ns=atime_ns or 0, mtime_ns=mtime_ns or 0)
 
+    # --- extended attributes ---
+    def getxattr(self, name: bytes) -> bytes:
+        _user_xattr(name)
+        return self.client.xattr_get(self.fid, name)
+
+    def listxattr(self) -> list[bytes]:
+        return [n for n in self.client.xattr_get(self.fid, b"").split(b"\0") if n]
+
+    def setxattr(self, name: bytes, value: bytes, flags: int = 0) -> None:
+        _user_xattr(name)
+        if not self.fs.rw:
+            raise fserr(errno.EROFS)
+        self.invalidate()  # ctime changes
+        self.client.xattr_set(self.fid, name, bytes(value), flags)
+
+    def removexattr(self, name: bytes) -> None:
+        _user_xattr(name)
+        if not self.fs.rw:
+            raise fserr(errno.EROFS)
+        self.invalidate()
+        self.client.xattr_set(self.fid, name, b"", p9.XATTR_REPLACE)
+
     def readlink(self) -> bytes:
         if self._target is None:
             if not S.S_ISLNK(self.mode()):
@@ -132,6 +196,11 @@ class GoferInode(Inode):
 
     # --- I/O ---
     def open(self, flags: int) -> FileDescriptionImpl:
+        reading = flags & os.O_ACCMODE == os.O_RDONLY
+        if reading:
+            fd = self.fs.reopen_for_reading(self)
+            if fd is not None:
+                return GoferFileImpl(self, None, fd)
         fid, _ = self.client.walk(self.fid, [])
         try:
             _, _, host_fd = self.client.lopen(fid, flags & os.O_ACCMODE)
@@ -141,6 +210,8 @@ class GoferInode(Inode):
         if host_fd is not None:
             self.client.defer_clunk(fid)  # the donated fd is all the I/O needs
             fid = None
+            if reading:
+                self.fs.keep_for_reading(self, host_fd)
         return GoferFileImpl(self, fid, host_fd)
 
     # --- directories ---
@@ -208,17 +279,46 @@ class GoferInode(Inode):
             child.invalidate()
 
     def unlink(self, name: bytes) -> None:
-        self.client.unlinkat(self.fid, name, 0)
+        self._unlink(name, 0)
         self._removed(name)
 
     def rmdir(self, name: bytes) -> None:
-        self.client.unlinkat(self.fid, name, p9.AT_REMOVEDIR)
+        self._unlink(name, p9.AT_REMOVEDIR)
         self._removed(name)
+
+    def _unlink(self, name: bytes, flags: int) -> None:
+        """Tunlinkat, or on servers without it (diod 1.0) Tremove of a
+        walked fid, as Linux's client falls back."""
+        if not self.fs.old_style:
+            try:
+                return self.client.unlinkat(self.fid, name, flags)
+            except OSError as e:
+                if e.errno != errno.EOPNOTSUPP:
+                    raise
+                self.fs.old_style = True
+        fid, (qid,) = self.client.walk(self.fid, [name])
+        is_dir = bool(qid.type & p9.QTDIR)
+        if is_dir != bool(flags & p9.AT_REMOVEDIR):
+            self.client.defer_clunk(fid)
+            raise fserr(errno.EISDIR if is_dir else errno.ENOTDIR)
+        self.client.remove(fid)
 
     def rename(self, name: bytes, new_dir: Inode, new_name: bytes) -> None:
         if not isinstance(new_dir, GoferInode) or new_dir.fs is not self.fs:
             raise fserr(errno.EXDEV)
-        self.client.renameat(self.fid, name, new_dir.fid, new_name)
+        if not self.fs.old_style:
+            try:
+                self.client.renameat(self.fid, name, new_dir.fid, new_name)
+            except OSError as e:
+                if e.errno != errno.EOPNOTSUPP:
+                    raise
+                self.fs.old_style = True
+        if self.fs.old_style:  # Trename of a walked fid
+            fid, _ = self.client.walk(self.fid, [name])
+            try:
+                self.client.rename(fid, new_dir.fid, new_name)
+            finally:
+                self.client.defer_clunk(fid)
         moved = self._children.pop(name, None)
         new_dir._removed(new_name)
         self.invalidate()

@@ -10,6 +10,10 @@ Each message is a small dataclass whose field annotations are wire kinds
 `decode(buf)` work from those. Decoding anything malformed or truncated
 raises P9Error and nothing else, so a server can answer garbage with an
 error instead of crashing.
+
+Framing: read_message/send_message move one message (and a donated fd) at
+a time, for the client; MessageReader buffers a server's stream so it can
+see every request already queued (Tflush cancels one of those).
 """
 import array
 import os
@@ -45,6 +49,15 @@ SETATTR_ATIME_SET, SETATTR_MTIME_SET = 0x80, 0x100
 
 # Tunlinkat flags
 AT_REMOVEDIR = 0x200
+
+# Tlock/Tgetlock type, Tlock flags, Rlock status
+LOCK_TYPE_RDLCK, LOCK_TYPE_WRLCK, LOCK_TYPE_UNLCK = 0, 1, 2
+LOCK_FLAGS_BLOCK, LOCK_FLAGS_RECLAIM = 1, 2
+LOCK_SUCCESS, LOCK_BLOCKED, LOCK_ERROR, LOCK_GRACE = 0, 1, 2, 3
+
+# Txattrcreate flags (setxattr(2)'s)
+XATTR_CREATE, XATTR_REPLACE = 1, 2
+XATTR_SIZE_MAX = 65536  # the largest value Linux accepts
 
 
 class P9Error(Exception):
@@ -375,6 +388,19 @@ class Rxattrwalk(Message):
     size: U64
 
 
+@message(32)
+class Txattrcreate(Message):
+    fid: U32
+    name: STR
+    attr_size: U64
+    flags: U32
+
+
+@message(33)
+class Rxattrcreate(Message):
+    pass
+
+
 @message(40)
 class Treaddir(Message):
     fid: U32
@@ -396,6 +422,41 @@ class Tfsync(Message):
 @message(51)
 class Rfsync(Message):
     pass
+
+
+@message(52)
+class Tlock(Message):
+    fid: U32
+    type: U8
+    flags: U32
+    start: U64
+    length: U64  # 0: to the end of the file
+    proc_id: U32
+    client_id: STR
+
+
+@message(53)
+class Rlock(Message):
+    status: U8
+
+
+@message(54)
+class Tgetlock(Message):
+    fid: U32
+    type: U8
+    start: U64
+    length: U64
+    proc_id: U32
+    client_id: STR
+
+
+@message(55)
+class Rgetlock(Message):
+    type: U8
+    start: U64
+    length: U64
+    proc_id: U32
+    client_id: STR
 
 
 @message(70)
@@ -725,6 +786,62 @@ def read_message(sock: socket.socket, max_size: int, fds: list | None = None) ->
     if len(rest) != size - 4:
         raise P9Error("connection closed inside a message")
     return head + rest
+
+
+class MessageReader:
+    """A server's side of the stream: whole messages, buffered, so it can
+    see requests queued behind the one it serves (for Tflush). Any fds a
+    peer sends are discarded by the kernel (plain recv, no ancillary
+    buffer)."""
+    CHUNK = 1 << 16
+
+    def __init__(self, sock: socket.socket, max_size: int):
+        self.sock = sock
+        self.max_size = max_size
+        self._buf = bytearray()
+        self._error: P9Error | None = None
+
+    def read(self, wait: bool = True) -> list[bytes] | None:
+        """The whole messages available; with wait, block until one is.
+        [] when none is ready (wait False), None at EOF between messages.
+        Raises P9Error on broken framing, once the messages before the
+        break have been returned."""
+        while True:
+            frames = self._split()
+            if frames:
+                return frames
+            if self._error is not None:
+                raise self._error
+            try:
+                chunk = self.sock.recv(max(self.CHUNK, self._missing()),
+                                       0 if wait else socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return []
+            if not chunk:
+                if self._buf:
+                    raise P9Error("connection closed inside a message")
+                return None
+            self._buf += chunk
+
+    def _missing(self) -> int:
+        if len(self._buf) < 4:
+            return 0
+        return struct.unpack_from("<I", self._buf, 0)[0] - len(self._buf)
+
+    def _split(self) -> list[bytes]:
+        buf, pos, out = self._buf, 0, []
+        while self._error is None and len(buf) - pos >= 4:
+            (size,) = struct.unpack_from("<I", buf, pos)
+            if size < HEADER_SIZE or size > self.max_size:
+                self._error = P9Error(f"bad message size {size}")
+                break
+            if len(buf) - pos < size:
+                break
+            out.append(bytes(buf[pos:pos + size]))
+            pos += size
+        if pos:
+            del buf[:pos]
+        return out
 
 
 def send_message(sock: socket.socket, data: bytes, fd: int | None = None) -> None:

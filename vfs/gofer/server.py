@@ -2,7 +2,10 @@
 
     python -m vfs.gofer.server --fd N --root DIR [--rw]
 
-serves the unix socket fd N until EOF, one request at a time.
+serves the unix socket fd N until EOF, one request at a time (requests
+queued behind it are read ahead, so a Tflush can cancel one that has not
+been answered yet; nothing ever blocks: a conflicting Tlock answers
+LOCK_BLOCKED at once and the client retries).
 
 Confinement (never optional):
   * every fid names a Node holding an O_PATH|O_NOFOLLOW host fd; a walk
@@ -19,14 +22,32 @@ Confinement (never optional):
   * a walk that crosses into another file system checks its f_type and
     refuses host pseudo file systems (proc, sysfs, cgroup, debugfs, ...);
   * only regular files and directories are ever opened; device nodes,
-    fifos and sockets only answer getattr (and setattr with --rw);
+    fifos and sockets only answer getattr (and setattr with --rw), so a
+    fifo never blocks the server;
+  * only user.* extended attributes, of regular files and directories;
   * without --rw every modifying request fails with EROFS.
+A hard link the host made inside the export to a file outside it is that
+file: no server can tell it from any other link (the export's owner must
+not make one).
 
-Least privilege: every fd but the socket and the export root is closed and
-stdio points at /dev/null (always); then, best effort with failures
-ignored: no_new_privs, SIGKILL when the parent dies, a fresh network
-namespace, and only the capabilities file serving needs (DAC override and
-read-search; with --rw also chown, fowner, fsetid).
+Process confinement (vfs.gofer.confine): every fd but the socket and the
+export root is closed and stdio points at /dev/null; SIGKILL when the
+parent dies; then a mount namespace whose root is the export (pseudo file
+systems detached, nosuid/nodev/noexec, read-only without --rw) and a
+network namespace of its own; no_new_privs; only the capabilities serving
+needs (read-search; with --rw also DAC override, chown, fowner, fsetid);
+a seccomp filter allowing only the calls serving makes (x86-64). Each step
+that the host refuses is skipped; the walk rules above hold regardless.
+
+Locks (Tlock/Tgetlock) are host open-file-description locks on the fid's
+open file: each opened fid is one lock owner, whatever proc_id says.
+Rgetlock reports a conflicting holder as proc_id 0xFFFFFFFF (host pids are
+not the client's business).
+
+Extended attributes follow Linux's client and diod: Txattrwalk with an
+empty name reads the NUL-separated list, with a name that attribute's
+value (Tread on the new fid); Txattrcreate turns the fid into a buffer
+that Twrite fills and Tclunk stores (attr_size 0: remove the attribute).
 
 Extension to 9P2000.L, fd donation: an Rlopen or Rlcreate that opened a
 regular file carries that open host fd as SCM_RIGHTS ancillary data on the
@@ -40,28 +61,22 @@ the kernel discards SCM_RIGHTS that a recv without ancillary buffer skips.
 from __future__ import annotations
 
 import argparse
+import collections
 import errno
+import fcntl
 import os
 import resource
 import signal
 import socket
 import stat as S
+import struct
 import sys
 import time
 
-from . import hostcalls, p9
+from . import confine, hostcalls, p9
+from .confine import PSEUDO_FS_MAGICS
 
 MAX_MSIZE = (1 << 20) + p9.IOHDRSZ
-
-# f_type of host file systems a walk must never enter
-PSEUDO_FS_MAGICS = {
-    0x9FA0: "proc", 0x62656572: "sysfs", 0x27E0EB: "cgroup", 0x63677270: "cgroup2",
-    0x64626720: "debugfs", 0x73636673: "securityfs", 0x74726163: "tracefs",
-    0x1CD1: "devpts", 0xCAFE4A11: "bpf", 0x6165676C: "pstore", 0xDE5E81E4: "efivarfs",
-    0x62656570: "configfs", 0x65735543: "fusectl", 0x42494E4D: "binfmt_misc",
-    0xF97CFF8C: "selinuxfs", 0x43415D53: "smackfs", 0x6E736673: "nsfs",
-    0x19800202: "mqueue", 0x50495045: "pipefs", 0x534F434B: "sockfs",
-}
 
 _O_PATH_NOFOLLOW = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 # lopen flags passed on to the host; O_APPEND is left out on purpose
@@ -69,6 +84,12 @@ _OPEN_FLAGS_KEPT = os.O_ACCMODE | os.O_TRUNC | os.O_DSYNC | os.O_SYNC
 _WRITE_ACCESS = (os.O_WRONLY, os.O_RDWR)
 _OPENABLE = (S.S_IFREG, S.S_IFDIR)
 _MKNOD_ALLOWED = (S.S_IFREG, S.S_IFIFO, S.S_IFSOCK)  # never device nodes
+_XATTR_PREFIX = b"user."
+_XATTR_NAME_MAX = 255
+_FLOCK = struct.Struct("hhqqi4x")  # struct flock (native layout)
+_LOCK_TYPES = {p9.LOCK_TYPE_RDLCK: fcntl.F_RDLCK, p9.LOCK_TYPE_WRLCK: fcntl.F_WRLCK,
+               p9.LOCK_TYPE_UNLCK: fcntl.F_UNLCK}
+_OFF_MAX = (1 << 63) - 1
 
 
 def _err(code: int) -> OSError:
@@ -131,14 +152,28 @@ def decref(node: Node | None) -> None:
         node = parent
 
 
+class XattrValue:
+    """An xattr fid's contents: read back (walk) or filled in (create)."""
+    __slots__ = ("name", "data", "size", "flags", "writing", "filled")
+
+    def __init__(self, name: bytes, data: bytes, *, writing: bool = False, flags: int = 0):
+        self.name = name
+        self.data = bytearray(data) if writing else data
+        self.size = len(data)
+        self.flags = flags
+        self.writing = writing
+        self.filled = 0  # bytes written so far (as one run from offset 0)
+
+
 class Fid:
-    __slots__ = ("node", "open_fd", "writable", "dirents")
+    __slots__ = ("node", "open_fd", "writable", "dirents", "xattr")
 
     def __init__(self, node: Node):
         self.node = incref(node)
         self.open_fd: int | None = None
         self.writable = False
         self.dirents: list[p9.Dirent] | None = None
+        self.xattr: XattrValue | None = None
 
     def release(self) -> None:
         if self.open_fd is not None:
@@ -148,11 +183,14 @@ class Fid:
 
 
 class GoferServer:
-    def __init__(self, sock: socket.socket, root_fd: int, rw: bool = False):
+    def __init__(self, sock: socket.socket, root_fd: int, rw: bool = False,
+                 hidden: set[tuple[int, int]] = frozenset()):
         self.sock = sock
         self.rw = rw
         self.root = incref(Node(root_fd, None, b"", os.fstat(root_fd)))
+        self.hidden = hidden  # (dev, ino) of directories a pseudo fs covered
         self.msize = MAX_MSIZE
+        self.reader = p9.MessageReader(sock, self.msize)
         self.fids: dict[int, Fid] = {}
         self._foreign_qids: dict[tuple[int, int], int] = {}
         self._handlers = {cls: getattr(self, "do_" + cls.__name__[1:].lower())
@@ -161,14 +199,24 @@ class GoferServer:
 
     # --- the loop ---
     def serve(self) -> None:
+        pending: collections.deque[bytes] = collections.deque()
+        reading = True  # until EOF or broken framing: then answer what came
         while True:
-            try:
-                raw = p9.read_message(self.sock, self.msize)
-            except (p9.P9Error, OSError):
-                return  # the stream cannot be trusted any more
-            if raw is None:
+            if reading:
+                try:
+                    more = self.reader.read(wait=not pending)
+                except (p9.P9Error, OSError):
+                    more = None  # the stream cannot be trusted any more
+                if more is None:
+                    reading = False
+                elif more:
+                    pending.extend(more)
+                    _drop_flushed(pending)
+            if not pending:
+                if reading:
+                    continue
                 return
-            tag, reply, fd = self.handle(raw)
+            tag, reply, fd = self.handle(pending.popleft())
             try:
                 p9.send_message(self.sock, p9.encode(tag, reply), fd)
             except OSError:
@@ -253,6 +301,8 @@ class GoferServer:
             st = os.fstat(fd)
             if st.st_dev != node.dev:
                 check_not_pseudo(fd)
+            elif (st.st_dev, st.st_ino) in self.hidden:
+                raise _err(errno.EACCES)  # a pseudo fs was mounted here
             for known in node.children.get(name, ()):
                 if known.same_file(st) and not known.unlinked:
                     os.close(fd)
@@ -321,6 +371,7 @@ class GoferServer:
         if m.msize < p9.IOHDRSZ + 64:
             raise _err(errno.EINVAL)
         self.msize = min(m.msize, MAX_MSIZE)
+        self.reader.max_size = self.msize
         return p9.Rversion(self.msize, p9.VERSION)
 
     def do_auth(self, m: p9.Tauth):
@@ -334,16 +385,25 @@ class GoferServer:
         return p9.Rattach(self.node_qid(self.root))
 
     def do_flush(self, m: p9.Tflush):
-        return p9.Rflush()  # requests are answered in order; nothing is pending
+        # the request oldtag names was either answered already or dropped
+        # unanswered when this Tflush was read (see _drop_flushed)
+        return p9.Rflush()
 
     def do_clunk(self, m: p9.Tclunk):
-        self.fid(m.fid).release()
+        f = self.fid(m.fid)
         del self.fids[m.fid]
+        try:
+            if f.xattr is not None and f.xattr.writing:
+                self._xattr_store(f)
+        finally:  # the fid is gone even when storing failed
+            f.release()
         return p9.Rclunk()
 
     # --- walking and attributes ---
     def do_walk(self, m: p9.Twalk):
         start = self.fid(m.fid)
+        if start.xattr is not None:
+            raise _err(errno.EINVAL)  # an xattr fid only reads, writes and clunks
         if m.newfid != m.fid:
             self.new_fid_number(m.newfid)
         if len(m.wnames) > p9.MAXWELEM:
@@ -394,13 +454,13 @@ class GoferServer:
         if v & p9.SETATTR_MODE:
             if node.kind == S.S_IFLNK:
                 raise _err(errno.EOPNOTSUPP)
-            os.chmod(f"/proc/self/fd/{node.fd}", m.mode & 0o7777)  # the exact inode
-        dir_fd, name = self.verified_parent(node)
+            hostcalls.fchmod_path_fd(node.fd, m.mode & 0o7777)  # the exact inode
         if v & (p9.SETATTR_UID | p9.SETATTR_GID):
-            os.chown(name, m.uid if v & p9.SETATTR_UID else -1, m.gid if v & p9.SETATTR_GID else -1,
-                     dir_fd=dir_fd, follow_symlinks=False)
+            hostcalls.fchown_path_fd(node.fd, m.uid if v & p9.SETATTR_UID else -1,
+                                     m.gid if v & p9.SETATTR_GID else -1)
         times = self._times(m, os.fstat(node.fd))
-        if times:
+        if times:  # by name, never following: a name swapped meanwhile is ESTALE
+            dir_fd, name = self.verified_parent(node)
             os.utime(name, ns=times, dir_fd=dir_fd, follow_symlinks=False)
         return p9.Rsetattr()
 
@@ -448,13 +508,110 @@ class GoferServer:
         return p9.Rstatfs(p9.V9FS_MAGIC, sf.bsize, sf.blocks, sf.bfree, sf.bavail,
                           sf.files, sf.ffree, sf.fsid, sf.namelen)
 
+    # --- extended attributes (user.* only) ---
     def do_xattrwalk(self, m: p9.Txattrwalk):
-        raise _err(errno.EOPNOTSUPP)
+        f = self.fid(m.fid)
+        if f.xattr is not None:
+            raise _err(errno.EINVAL)
+        if m.newfid != m.fid:
+            self.new_fid_number(m.newfid)
+        if m.name:
+            _check_xattr_name(m.name)
+            data = self._xattr_get(f.node, m.name)
+        else:
+            data = self._xattr_list(f.node)
+        new = Fid(f.node)
+        new.xattr = XattrValue(m.name, data)
+        if m.newfid == m.fid:
+            self.fids.pop(m.fid).release()
+        self.fids[m.newfid] = new
+        return p9.Rxattrwalk(len(data))
+
+    def do_xattrcreate(self, m: p9.Txattrcreate):
+        self.need_rw()
+        f = self.fid(m.fid)
+        if f.open_fd is not None or f.xattr is not None:
+            raise _err(errno.EINVAL)
+        _check_xattr_name(m.name)
+        if m.flags & ~(p9.XATTR_CREATE | p9.XATTR_REPLACE):
+            raise _err(errno.EINVAL)
+        if m.attr_size > p9.XATTR_SIZE_MAX:
+            raise _err(errno.E2BIG)
+        if f.node.kind not in _OPENABLE:
+            raise _err(errno.EPERM)  # Linux: user.* only on files and directories
+        f.xattr = XattrValue(m.name, bytes(m.attr_size), writing=True, flags=m.flags)
+        return p9.Rxattrcreate()
+
+    def _xattr_fd(self, node: Node) -> int:
+        """An fd for the f*xattr calls (an O_PATH fd will not do)."""
+        return self.reopen(node, os.O_RDONLY)
+
+    def _xattr_get(self, node: Node, name: bytes) -> bytes:
+        if node.kind not in _OPENABLE:
+            raise _err(errno.ENODATA)
+        fd = self._xattr_fd(node)
+        try:
+            return os.getxattr(fd, name)
+        finally:
+            os.close(fd)
+
+    def _xattr_list(self, node: Node) -> bytes:
+        if node.kind not in _OPENABLE:
+            return b""
+        fd = self._xattr_fd(node)
+        try:
+            names = [os.fsencode(n) for n in os.listxattr(fd)]
+        finally:
+            os.close(fd)
+        return b"".join(n + b"\0" for n in names if n.startswith(_XATTR_PREFIX))
+
+    def _xattr_store(self, f: Fid) -> None:
+        """Tclunk of a Txattrcreate fid: set (or with size 0 remove) it."""
+        x = f.xattr
+        if x.filled != x.size:
+            raise _err(errno.EINVAL)  # fewer bytes written than announced
+        fd = self._xattr_fd(f.node)
+        try:
+            if x.size:
+                os.setxattr(fd, x.name, bytes(x.data), x.flags)
+            else:
+                os.removexattr(fd, x.name)
+        finally:
+            os.close(fd)
+
+    # --- locks ---
+    def _flock(self, m, type_: int) -> bytes:
+        if type_ not in _LOCK_TYPES or m.start > _OFF_MAX or m.length > _OFF_MAX:
+            raise _err(errno.EINVAL)
+        return _FLOCK.pack(_LOCK_TYPES[type_], os.SEEK_SET, m.start, m.length, 0)
+
+    def do_lock(self, m: p9.Tlock):
+        f = self.open_fid(m.fid)
+        if m.flags & ~(p9.LOCK_FLAGS_BLOCK | p9.LOCK_FLAGS_RECLAIM):
+            raise _err(errno.EINVAL)
+        try:
+            fcntl.fcntl(f.open_fd, fcntl.F_OFD_SETLK, self._flock(m, m.type))
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                return p9.Rlock(p9.LOCK_BLOCKED)  # never wait here: the client retries
+            raise
+        return p9.Rlock(p9.LOCK_SUCCESS)
+
+    def do_getlock(self, m: p9.Tgetlock):
+        f = self.open_fid(m.fid)
+        if m.type == p9.LOCK_TYPE_UNLCK:
+            raise _err(errno.EINVAL)
+        raw = fcntl.fcntl(f.open_fd, fcntl.F_OFD_GETLK, self._flock(m, m.type))
+        ltype, _, start, length, _ = _FLOCK.unpack(raw)
+        if ltype == fcntl.F_UNLCK:
+            return p9.Rgetlock(p9.LOCK_TYPE_UNLCK, m.start, m.length, m.proc_id, m.client_id)
+        kind = p9.LOCK_TYPE_WRLCK if ltype == fcntl.F_WRLCK else p9.LOCK_TYPE_RDLCK
+        return p9.Rgetlock(kind, start, length, 0xFFFFFFFF, b"")
 
     # --- I/O ---
     def do_lopen(self, m: p9.Tlopen):
         f = self.fid(m.fid)
-        if f.open_fd is not None:
+        if f.open_fd is not None or f.xattr is not None:
             raise _err(errno.EINVAL)
         if f.node.kind not in _OPENABLE:
             raise _err(errno.EACCES)  # device nodes, fifos, sockets: getattr only
@@ -504,16 +661,33 @@ class GoferServer:
         return f
 
     def do_read(self, m: p9.Tread):
-        f = self.open_fid(m.fid)
         count = min(m.count, self.msize - p9.IOHDRSZ)
+        f = self.fid(m.fid)
+        if f.xattr is not None and not f.xattr.writing:
+            return p9.Rread(bytes(f.xattr.data[m.offset:m.offset + count]))
+        f = self.open_fid(m.fid)
         return p9.Rread(os.pread(f.open_fd, count, m.offset))
 
     def do_write(self, m: p9.Twrite):
         self.need_rw()
+        f = self.fid(m.fid)
+        if f.xattr is not None and f.xattr.writing:
+            return p9.Rwrite(self._xattr_write(f.xattr, m.offset, m.data))
         f = self.open_fid(m.fid)
         if not f.writable:
             raise _err(errno.EBADF)
         return p9.Rwrite(os.pwrite(f.open_fd, m.data, m.offset))
+
+    @staticmethod
+    def _xattr_write(x: XattrValue, offset: int, data: bytes) -> int:
+        if offset != x.filled:
+            raise _err(errno.EINVAL)  # the value is written front to back
+        n = min(len(data), x.size - offset)
+        if n <= 0 and data:
+            raise _err(errno.ENOSPC)  # more than Txattrcreate announced
+        x.data[offset:offset + n] = data[:n]
+        x.filled += n
+        return n
 
     def do_fsync(self, m: p9.Tfsync):
         f = self.open_fid(m.fid)
@@ -647,6 +821,35 @@ class GoferServer:
         return p9.Rremove()
 
 
+def _check_xattr_name(name: bytes) -> None:
+    if len(name) > _XATTR_NAME_MAX:
+        raise _err(errno.ERANGE)
+    if b"\0" in name or not name.startswith(_XATTR_PREFIX) or name == _XATTR_PREFIX:
+        # other namespaces are not served: trusted.* and security.* would
+        # let a guest act with the gofer's host privileges
+        raise _err(errno.EOPNOTSUPP)
+
+
+def _drop_flushed(pending: collections.deque) -> None:
+    """Tflush: a request still queued ahead of the Tflush naming its tag
+    is dropped unanswered, as 9P asks; the Tflush is answered in turn."""
+    if not any(len(raw) == p9.HEADER_SIZE + 2 and raw[4] == p9.Tflush.TYPE for raw in pending):
+        return
+    kept: list[bytes | None] = []
+    waiting: dict[int, int] = {}  # tag -> index in kept of a request not yet answered
+    for raw in pending:
+        tag = struct.unpack_from("<H", raw, 5)[0]
+        if len(raw) == p9.HEADER_SIZE + 2 and raw[4] == p9.Tflush.TYPE:
+            old = waiting.pop(struct.unpack_from("<H", raw, p9.HEADER_SIZE)[0], None)
+            if old is not None:
+                kept[old] = None
+        else:
+            waiting[tag] = len(kept)
+        kept.append(raw)
+    pending.clear()
+    pending.extend(raw for raw in kept if raw is not None)
+
+
 def _dtype(e: os.DirEntry) -> int:
     """d_type of a scandir entry, asking the host only when readdir did not say."""
     try:
@@ -682,41 +885,16 @@ def close_other_fds(keep: set[int]) -> None:
         os.close(null)
 
 
-def harden(rw: bool) -> None:
-    """Optional hardening: each step may fail (not root, old kernel)."""
-    try:
-        hostcalls.prctl(hostcalls.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive the sentry
-    except OSError:
-        pass
-    try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one O_PATH fd per walked file
-    except (OSError, ValueError):
-        pass
-    try:
-        hostcalls.prctl(hostcalls.PR_SET_NO_NEW_PRIVS, 1)
-    except OSError:
-        pass
-    try:
-        hostcalls.unshare(hostcalls.CLONE_NEWNET)
-    except OSError:
-        pass
-    keep = {hostcalls.CAP_DAC_OVERRIDE, hostcalls.CAP_DAC_READ_SEARCH}
-    if rw:
-        keep |= {hostcalls.CAP_CHOWN, hostcalls.CAP_FOWNER, hostcalls.CAP_FSETID}
-    try:
-        hostcalls.limit_capabilities(keep)
-    except OSError:
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vfs.gofer.server",
                                  description="Serve DIR over 9P2000.L on a connected socket fd.")
     ap.add_argument("--fd", type=int, required=True, help="connected unix socket to serve")
     ap.add_argument("--root", required=True, help="directory to export")
     ap.add_argument("--rw", action="store_true", help="allow changes (default: read-only, EROFS)")
-    ap.add_argument("--keep-stderr", action="store_true", help="keep fd 2 for debugging")
+    ap.add_argument("--keep-stderr", action="store_true",
+                    help="keep fd 2 for debugging; confinement steps the host refused are listed")
+    ap.add_argument("--no-seccomp", action="store_true",
+                    help="no system call filter (to measure what serving calls, with strace)")
     args = ap.parse_args(argv)
 
     try:
@@ -727,15 +905,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gofer: cannot serve {args.root!r} on fd {args.fd}: {e}", file=sys.stderr)
         return 2
     parent = os.getppid()
+    try:
+        hostcalls.prctl(hostcalls.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive the sentry
+    except OSError:
+        pass
+    if os.getppid() != parent:
+        return 0  # the parent died before the death signal was armed
     os.set_inheritable(args.fd, False)
     os.umask(0)  # modes arrive with the guest's umask applied
     os.chdir("/")
-    keep = {args.fd, root_fd} | ({2} if args.keep_stderr else set())
-    close_other_fds(keep)
-    harden(args.rw)
-    if os.getppid() != parent:
-        return 0  # the parent died before the death signal was armed
-    GoferServer(sock, root_fd, rw=args.rw).serve()
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one O_PATH fd per walked file
+    except (OSError, ValueError):
+        pass
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash must not drop a core into the export
+    close_other_fds({args.fd, root_fd} | ({2} if args.keep_stderr else set()))
+
+    conf = confine.enter_export(args.root, args.rw)
+    if conf.mount_ns:
+        new_root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        before, after = os.fstat(root_fd), os.fstat(new_root)
+        os.close(root_fd)
+        root_fd = new_root
+        if (before.st_dev, before.st_ino) != (after.st_dev, after.st_ino):
+            return 3  # cannot happen: the bind shows the export's own root
+    errors = conf.errors + confine.drop_privileges(args.rw)
+    if not args.no_seccomp:
+        try:
+            confine.install_filter()
+        except OSError as e:
+            errors.append(f"no seccomp filter: {e.strerror}")
+    if args.keep_stderr:
+        for why in errors:
+            print(f"gofer: {why}", file=sys.stderr)
+    try:
+        GoferServer(sock, root_fd, rw=args.rw, hidden=conf.hidden).serve()
+    finally:
+        sock.close()
     return 0
 
 
