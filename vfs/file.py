@@ -101,6 +101,8 @@ class FileDescription:
             raise fserr(errno.ESPIPE)
         if offset < 0:
             raise fserr(errno.EINVAL)
+        if self.flags & O_APPEND:
+            offset = self.impl.size()  # Linux appends whatever the offset (pwrite(2), BUGS)
         n = self._pwrite(data, offset)
         if n and inotify.marks:
             inotify.modified(self)

@@ -95,6 +95,7 @@ def open_path(tree: MountTree, ctx: PathContext, path: bytes, flags: int, mode: 
             raise fserr(errno.EEXIST if flags & O_EXCL else errno.EISDIR)
         if trailing:
             raise fserr(errno.EISDIR)  # before the lookup, as Linux does
+        link = None
         try:
             loc = tree.child_of(ctx, parent, name)
             if flags & O_EXCL:
@@ -102,14 +103,7 @@ def open_path(tree: MountTree, ctx: PathContext, path: bytes, flags: int, mode: 
             if loc.dentry.kind == S.S_IFLNK:
                 if not follow:
                     raise fserr(errno.ELOOP)
-                try:
-                    loc = tree.resolve(ctx, path, start)
-                except FileNotFoundError:
-                    # a dangling symlink: Linux creates its target
-                    if _depth >= 40:
-                        raise fserr(errno.ELOOP) from None
-                    return open_path(tree, ctx, loc.inode.readlink(), flags, mode, umask,
-                                     parent, _depth + 1)
+                link = loc
         except FileNotFoundError:
             _may_create_in(parent, ctx)
             parent.inode.create(name, S.S_IFREG | (mode & ~umask & 0o7777),
@@ -119,6 +113,13 @@ def open_path(tree: MountTree, ctx: PathContext, path: bytes, flags: int, mode: 
             created = True
             if inotify.marks:
                 inotify.created(parent, name)
+        if link is not None:
+            # Linux opens the link body as an O_CREAT path of its own: a
+            # trailing slash there is EISDIR, a dangling link creates its
+            # target, a missing directory on the way is ENOENT
+            if _depth >= 40:
+                raise fserr(errno.ELOOP)
+            return open_path(tree, ctx, link.inode.readlink(), flags, mode, umask, parent, _depth + 1)
         if loc.inode.is_dir():
             raise fserr(errno.EISDIR)
     else:

@@ -64,6 +64,9 @@ class GoferFilesystem(Filesystem):
         self.cache = cache
         self.old_style = False  # the server lacks Tunlinkat/Trenameat (diod)
         self._read_fds: collections.OrderedDict[GoferInode, int] = collections.OrderedDict()
+        # qid.path -> generation: every name of a hard-linked file has its own
+        # inode object, and a change through one must reach the others' caches
+        self.attr_gen: dict[int, int] = {}
         fid = client.new_fid()
         # our gofer ignores who attaches; other servers (diod) want a user
         qid = client.attach(fid, uname=uname, aname=aname, n_uname=n_uname)
@@ -115,6 +118,7 @@ class GoferInode(Inode):
         self.qid = qid
         self.parent = parent  # keeps the directory (and its child cache) alive
         self._stat: Stat | None = None
+        self._stat_gen = 0
         self._target: bytes | None = None
         self._children: weakref.WeakValueDictionary[bytes, GoferInode] = weakref.WeakValueDictionary()
 
@@ -133,14 +137,19 @@ class GoferInode(Inode):
         """The cached Stat is returned itself (no copy): callers must not
         modify it (none does; Stat.copy() makes a changed one)."""
         st = self._stat
-        if st is None:
+        if st is None or self._stat_gen != self.fs.attr_gen.get(self.qid.path, 0):
             st = _stat_from(self.fs, self.client.getattr(self.fid))
             if self.fs.cache:
                 self._stat = st
+                self._stat_gen = self.fs.attr_gen.get(self.qid.path, 0)
         return st
 
     def invalidate(self) -> None:
+        """Attributes changed: drop this name's cache and every other name's
+        of the same file."""
         self._stat = None
+        gens = self.fs.attr_gen
+        gens[self.qid.path] = gens.get(self.qid.path, 0) + 1
 
     def mode(self) -> int:
         return self.stat().mode
