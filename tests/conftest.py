@@ -41,6 +41,24 @@ def cbin():
     shutil.rmtree(out, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def guest_fixture():
+    """A copy of a fixture script the sandbox can read: guest_fixture('x.py').
+    The checkout may live under the host's /tmp, which the sandbox's own
+    /tmp hides, so scripts are copied under /var/tmp first."""
+    out = tempfile.mkdtemp(prefix="pyrunsc-fixtures-", dir="/var/tmp")
+    os.chmod(out, 0o755)  # guests running as other users read them too
+
+    def copy(name):
+        dst = os.path.join(out, name)
+        if not os.path.exists(dst):
+            shutil.copy(os.path.join(FIXTURES, name), dst)
+            os.chmod(dst, 0o644)
+        return dst
+    yield copy
+    shutil.rmtree(out, ignore_errors=True)
+
+
 @pytest.fixture(params=[False, True], ids=["plain", "strace"])
 def strace(request):
     return request.param

@@ -29,6 +29,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -36,7 +37,7 @@ import pytest
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
-from conftest import FIXTURES, pyrunsc_cmd
+from conftest import FIXTURES, ROOT
 
 WORKER = os.path.join(FIXTURES, "fsops_worker.py")
 PYTHON = "/usr/bin/python3.11"  # the same interpreter natively and in the sandbox
@@ -57,8 +58,15 @@ def _load_worker_module():
 fsops = _load_worker_module()
 
 
+def pyrunsc(*args):
+    """`pyrunsc ARGS` from this checkout, whatever checkout the installed
+    (editable) package points at."""
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); "
+            "from pyrunsc.cli import main; sys.argv[0] = 'pyrunsc'; main()", *args]
+
+
 def have_mount_option():
-    r = subprocess.run(pyrunsc_cmd("do", "--help"), capture_output=True, text=True, timeout=60)
+    r = subprocess.run(pyrunsc("do", "--help"), capture_output=True, text=True, timeout=60)
     return "--mount" in r.stdout
 
 
@@ -84,18 +92,16 @@ class Worker:
             self.proc.stdin.write(json.dumps(req).encode() + b"\n")
             self.proc.stdin.flush()
         except BrokenPipeError:
-            raise WorkerError(f"worker gone: {self.stderr_tail()}") from None
+            self.fail(f"worker gone before {req}")
         deadline = time.monotonic() + STEP_TIMEOUT
         fd = self.proc.stdout.fileno()
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
             if left <= 0 or not self.sel.select(left):
-                self.close()
-                raise WorkerError(f"no answer to {req} in {STEP_TIMEOUT}s: {self.stderr_tail()}")
+                self.fail(f"no answer to {req} in {STEP_TIMEOUT}s")
             chunk = os.read(fd, 65536)
             if not chunk:
-                self.close()
-                raise WorkerError(f"worker exited on {req}: {self.stderr_tail()}")
+                self.fail(f"worker exited on {req}")
             self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
         answer = json.loads(line)
@@ -103,22 +109,25 @@ class Worker:
             raise WorkerError(f"worker failed on {req}: {answer['crash']}")
         return answer
 
-    def stderr_tail(self):
+    def fail(self, what):
         self.log.flush()
         with open(self.log_path, "rb") as f:
-            return f.read()[-3000:].decode(errors="replace")
+            tail = f.read()[-3000:].decode(errors="replace")
+        self.close()
+        raise WorkerError(f"{what}: {tail}")
 
     def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        if self.proc.stdin.closed:
+            return
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
         self.sel.close()
         self.proc.stdout.close()
         self.log.close()
@@ -137,9 +146,11 @@ class Side:
         self.worker = None
         self.left = 0  # prebuilt example directories not used yet
         self.count = 0
+        self.current = None  # the example directory in use
 
     def reset(self):
-        """Start a fresh example directory; returns its name."""
+        """Start a fresh example directory; returns the worker's answer
+        (with the seed's snapshot)."""
         name = f"ex{self.count}"
         if self.host_seed is not None and self.left == 0:
             self.stop()
@@ -147,18 +158,34 @@ class Side:
                 top = os.path.join(self.host_seed, f"ex{i}")
                 fsops.build_seed(top)
                 if self.uid is not None:
-                    chown_tree(top, self.uid)
+                    fsops.own_seed(top, self.uid)
             self.left = BATCH
-        if self.worker is None:
-            argv = self.argv + [WORKER, self.base] + ([str(self.uid)] if self.uid is not None else [])
-            self.worker = Worker(argv, os.path.join(self.logdir, f"{self.name}.log"))
+        self.start()
         self.count += 1
         prebuilt = self.host_seed is not None
         self.left -= prebuilt
-        return self.worker.ask({"op": "reset", "name": name, "prebuilt": prebuilt, "snap": True})
+        self.current = name
+        return self.ask({"op": "reset", "name": name, "prebuilt": prebuilt, "snap": True})
+
+    def look(self, name):
+        """A snapshot of example `name` as it stands (a host view)."""
+        self.start()
+        return self.ask({"op": "reset", "name": name, "prebuilt": True, "snap": True})
+
+    def start(self):
+        if self.worker is None:
+            # the copy beside the logs: the checkout may be under the host's /tmp,
+            # which the sandbox's own /tmp hides
+            worker = os.path.join(os.path.dirname(self.logdir), "fsops_worker.py")
+            argv = self.argv + [worker, self.base] + ([str(self.uid)] if self.uid is not None else [])
+            self.worker = Worker(argv, os.path.join(self.logdir, f"{self.name}.log"))
 
     def ask(self, req):
-        return self.worker.ask(req)
+        try:
+            return self.worker.ask(req)
+        except WorkerError:
+            self.stop()  # the next example starts a new worker
+            raise
 
     def stop(self):
         if self.worker is not None:
@@ -166,14 +193,8 @@ class Side:
             self.worker = None
 
 
-def chown_tree(top, uid):
-    for d, dirs, files in os.walk(top):
-        for name in [d] + [os.path.join(d, n) for n in dirs + files]:
-            os.lchown(name, uid, uid)
-
-
 def sandbox_argv(*do_opts):
-    return pyrunsc_cmd("do", *do_opts, "--", PYTHON)
+    return pyrunsc("do", *do_opts, "--", PYTHON)
 
 
 USERS = {"root": None, "user": 1000}  # who the worker runs as, on both sides
@@ -183,6 +204,8 @@ USERS = {"root": None, "user": 1000}  # who the worker runs as, on both sides
 def hostdir():
     d = tempfile.mkdtemp(prefix="pyrunsc-fsmodel-", dir="/var/tmp")
     os.chmod(d, 0o755)  # the unprivileged workers pass through it
+    shutil.copy(WORKER, os.path.join(d, "fsops_worker.py"))
+    os.chmod(os.path.join(d, "fsops_worker.py"), 0o644)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -217,6 +240,15 @@ class Sides:
         self.made[name, user] = side
         return side
 
+    def hostview(self, target, user):
+        """A native worker (as `user`) that reads a host-seeded target's
+        example directories from the host: what the sandbox left there."""
+        key = ("hostview-" + target, user)
+        if key not in self.made:
+            sandbox = self(target, user)
+            self.made[key] = Side(f"{key[0]}-{user}", [PYTHON], sandbox.host_seed, self.logs, uid=USERS[user])
+        return self.made[key]
+
     def stop(self):
         for side in self.made.values():
             side.stop()
@@ -236,8 +268,22 @@ class Known:
     sequence of steps that shows it, run as a strict xfail below so that the
     fix shows up (then delete the entry)."""
 
-    def __init__(self, name, targets, reason, match, repro):
+    def __init__(self, name, targets, reason, match, repro, user="root"):
         self.name, self.targets, self.reason, self.match, self.repro = name, targets, reason, match, repro
+        self.user = user  # who runs the reproduction
+
+
+def setid_bits_lost(req, n, s):
+    """The sandbox's snapshot lacks set-user/group-ID bits the native one
+    has on a newly created regular file, and differs in nothing else."""
+    if req["op"] not in ("open", "write") or "creat" not in req["flags"] or n["r"] != s["r"]:
+        return False
+    ns, ss = n.get("snap"), s.get("snap")
+    if not isinstance(ns, list) or not isinstance(ss, list) or len(ns) != len(ss):
+        return False
+    return ns != ss and all(
+        a["type"] == "reg" and int(a["mode"], 8) & 0o6000 and dict(a, mode=oct(int(a["mode"], 8) & ~0o6000)) == b
+        for a, b in zip(ns, ss) if a != b)
 
 
 KNOWN = [
@@ -246,6 +292,11 @@ KNOWN = [
           lambda req, n, s: req["op"] == "rename" and req["flags"] == "exchange" and n["r"] == "ok"
           and s["r"] == {"err": "EINVAL"},
           [("rename", dict(src="b", dst="a/c", flags="exchange"))]),
+    Known("gofer_create_setid", ("gofer",),
+          "gofer: a file an unprivileged user creates with mode 04755 (or 02755) loses its set-ID bits "
+          "(the host file is chowned to the creator after its mode is set, and chown clears them)",
+          setid_bits_lost,
+          [("open", dict(path="e", acc="w", flags=["creat"], mode=0o4755))], user="user"),
 ]
 
 
@@ -333,13 +384,23 @@ class FsModel(RuleBasedStateMachine):
     Paths are drawn mostly from the tree as it stands (the native side's
     latest snapshot): an existing entry, a new name in an existing directory
     or through a symlink, or any path of the alphabet, so that both the
-    successful and the failing cases of each call come up often."""
-    kind = native = sandbox = None
+    successful and the failing cases of each call come up often.
+
+    With `hostview` (targets seeded from the host), each example ends by
+    reading its directory on the host: through the gofer it must hold what
+    the native side holds; under the overlay it must still hold the seed
+    (the sandbox's writes stay in its upper layer)."""
+    kind = native = sandbox = hostview = None
 
     def __init__(self):
         super().__init__()
         self.tree = []
         self.diverged = self.judged(start_example(self.kind, self.native, self.sandbox))
+        self.seed = self.tree
+
+    def teardown(self):
+        if self.hostview is not None and not self.diverged:
+            check_host(self.kind, self.hostview, self.sandbox.current, self.tree, self.seed)
 
     def judged(self, outcome):
         reason, native_answer = outcome
@@ -350,7 +411,11 @@ class FsModel(RuleBasedStateMachine):
     def step(self, op, **args):
         if self.diverged:
             return
-        self.diverged = self.judged(compare(self.kind, self.native, self.sandbox, dict(op=op, **args)))
+        try:
+            self.diverged = self.judged(compare(self.kind, self.native, self.sandbox, dict(op=op, **args)))
+        except AssertionError:
+            self.diverged = "failed"  # teardown has nothing more to check
+            raise
 
     def path(self, data, label="path", dot=False, fresh=False):
         """A path to an existing entry (twice as likely unless `fresh`), a
@@ -436,9 +501,29 @@ class FsModel(RuleBasedStateMachine):
 TARGETS = ["tmpfs", "overlay", "gofer"]
 
 
+def check_host(target, hostview, example, tree, seed):
+    """What the sandbox left on the host in `example`: through the gofer
+    the native side's `tree`, under the overlay the untouched `seed`."""
+    expected = canonical(tree if target == "gofer" else seed)
+    seen = canonical(hostview.look(example)["snap"])
+    if seen != expected:
+        raise AssertionError(f"{target}: on the host, {example}: "
+                             + first_difference({"snap": expected}, {"snap": seen}))
+
+
+def canonical(snap):
+    """A snapshot with inode classes renumbered by first appearance (two
+    workers number them in their own order)."""
+    if not isinstance(snap, list):
+        return snap
+    ids = {}
+    return [dict(e, ino=ids.setdefault(e["ino"], len(ids))) for e in snap]
+
+
 def run_model(sides, target, user, **limits):
     machine = type(f"FsModel_{target}_{user}", (FsModel,),
-                   {"kind": target, "native": sides("native", user), "sandbox": sides(target, user)})
+                   {"kind": target, "native": sides("native", user), "sandbox": sides(target, user),
+                    "hostview": sides.hostview(target, user) if target != "tmpfs" else None})
     run_state_machine_as_test(machine, settings=settings(
         deadline=None, suppress_health_check=list(HealthCheck), **limits))
 
@@ -446,7 +531,7 @@ def run_model(sides, target, user, **limits):
 @pytest.mark.parametrize("user", sorted(USERS))
 @pytest.mark.parametrize("target", TARGETS)
 def test_same_as_native(sides, target, user):
-    run_model(sides, target, user, max_examples=40, stateful_step_count=30)
+    run_model(sides, target, user, max_examples=30, stateful_step_count=30)
 
 
 @pytest.mark.slow
@@ -497,6 +582,12 @@ SCENARIOS = {
                     ("rmdir", dict(path="a/e/.")), ("open", dict(path="a", acc="w")),
                     ("open", dict(path="b", flags=["directory"])), ("open", dict(path="e/", acc="w", flags=["creat"])),
                     ("readdir", dict(path="c")), ("readdir", dict(path="b"))],
+    "setid_bits": [("chmod", dict(path="a", mode=0o2775)), ("mkdir", dict(path="a/x", mode=0o755)),
+                   ("open", dict(path="a/f", acc="w", flags=["creat"], mode=0o755)),
+                   ("chmod", dict(path="b", mode=0o6755)), ("write", dict(path="b", data="w", offset=0, flags=[])),
+                   ("chmod", dict(path="b", mode=0o6755)), ("truncate", dict(path="b", length=2)),
+                   ("chmod", dict(path="b", mode=0o6755)), ("chmod", dict(path="a/e/a", mode=0o4644)),
+                   ("open", dict(path="e", acc="w", flags=["creat"], mode=0o6755))],
     "truncate_and_sparse": [("truncate", dict(path="b", length=30)), ("write", dict(path="b", data="z", offset=40, flags=[])),
                             ("read", dict(path="b", offset=6, size=40)), ("truncate", dict(path="b", length=3)),
                             ("truncate", dict(path="a", length=0)), ("truncate", dict(path="d", length=0)),
@@ -513,13 +604,17 @@ SCENARIOS = {
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_scenario(sides, target, scenario, user):
     native, sandbox = sides("native", user), sides(target, user)
-    reason, _ = start_example(target, native, sandbox)
+    reason, answer = start_example(target, native, sandbox)
+    seed = tree = answer["snap"]
     for op, args in SCENARIOS[scenario]:
         if reason:
-            break
-        reason, _ = compare(target, native, sandbox, dict(op=op, **args))
+            pytest.xfail(reason)
+        reason, answer = compare(target, native, sandbox, dict(op=op, **args))
+        tree = answer.get("snap", tree)
     if reason:
         pytest.xfail(reason)
+    if target != "tmpfs":
+        check_host(target, sides.hostview(target, user), sandbox.current, tree, seed)
 
 
 @pytest.mark.parametrize("known,target", [(k, t) for k in KNOWN for t in k.targets],
@@ -527,7 +622,7 @@ def test_scenario(sides, target, scenario, user):
 def test_known_divergence(sides, known, target):
     """Each known divergence still reproduces (strict xfail): when it is
     fixed, this fails and the KNOWN entry is to be removed."""
-    native, sandbox = sides("native"), sides(target)
+    native, sandbox = sides("native", known.user), sides(target, known.user)
     assert native.reset() == sandbox.reset()
     for op, args in known.repro:
         req = dict(op=op, snap=op not in READ_ONLY, **args)
