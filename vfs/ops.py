@@ -256,15 +256,17 @@ def unlink(tree, ctx, path, start=None) -> None:
     parent, name, trailing = tree.resolve_parent(ctx, path, start)
     if name in (b"", b".", b".."):
         raise fserr(errno.EISDIR if name == b"" else errno.EISDIR)
-    victim = tree.child_of(ctx, parent, name)
-    if trailing and not victim.inode.is_dir():
-        raise fserr(errno.ENOTDIR)
-    if victim.inode.is_dir():
-        raise fserr(errno.EISDIR)
+    # Linux's order (do_unlinkat, may_delete): EROFS, the lookup, a
+    # trailing slash, then permission and the sticky bit, then the type
     _check_writable_mount(parent)
+    victim = tree.child_of(ctx, parent, name)
+    if trailing:
+        raise fserr(errno.EISDIR if victim.inode.is_dir() else errno.ENOTDIR)
     _need(parent, ctx, W_OK | X_OK)
     if not _sticky_ok(parent, victim, ctx):
         raise fserr(errno.EPERM)
+    if victim.inode.is_dir():
+        raise fserr(errno.EISDIR)
     parent.inode.unlink(name)
     parent.dentry.forget(name)
     if inotify.marks:
@@ -277,15 +279,17 @@ def rmdir(tree, ctx, path, start=None) -> None:
         raise fserr(errno.EINVAL if name == b"." else errno.EBUSY)
     if name == b"..":
         raise fserr(errno.ENOTEMPTY)
+    # Linux's order (do_rmdir, may_delete): EROFS, the lookup, permission
+    # and the sticky bit, then the type, then mount points
+    _check_writable_mount(parent)
     victim = tree.child_of(ctx, parent, name)
+    _need(parent, ctx, W_OK | X_OK)
+    if not _sticky_ok(parent, victim, ctx):
+        raise fserr(errno.EPERM)
     if not victim.inode.is_dir():
         raise fserr(errno.ENOTDIR)
     if tree.is_mountpoint(Location(parent.mount, parent.dentry.child(name))) or victim.dentry is victim.mount.root:
         raise fserr(errno.EBUSY)
-    _check_writable_mount(parent)
-    _need(parent, ctx, W_OK | X_OK)
-    if not _sticky_ok(parent, victim, ctx):
-        raise fserr(errno.EPERM)
     parent.inode.rmdir(name)
     parent.dentry.forget(name)
     if inotify.marks:

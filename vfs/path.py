@@ -594,6 +594,11 @@ class MountTree:
             parent = start or ctx.cwd
         if not parent.inode.is_dir():
             raise fserr(errno.ENOTDIR)
+        # Linux's walk needs search permission on the parent for the last
+        # component too, "." and ".." included (may_lookup), before any
+        # caller looks at the name
+        if ctx.creds.fs_uid != 0 and not may_access(parent.inode.stat(), ctx.creds, X_OK):
+            raise fserr(errno.EACCES)
         return parent, name, trailing
 
     # --- naming ---
