@@ -149,6 +149,7 @@ def open_path(tree: MountTree, ctx: PathContext, path: bytes, flags: int, mode: 
         if mask & W_OK and S.S_ISREG(st.mode):
             _check_writable_mount(loc)
     if flags & O_TRUNC and S.S_ISREG(st.mode) and not created:
+        remove_privs(loc.inode, ctx.creds)  # handle_truncate, whatever the size
         _set_size(loc.inode, 0, st.size)
     impl = open_impl(loc, flags, tree)
     desc = FileDescription(impl, flags, loc, loc.inode)
