@@ -49,12 +49,13 @@ class GuestMemory:
         self.thread.write(addr, data)
 
 
-def _blocking(desc: FileDescription, op):
-    """Run op(); turn WouldBlock into EAGAIN or a parked task."""
+def blocking_io(desc: FileDescription, op, nonblock: bool = False):
+    """Run op(); turn WouldBlock into EAGAIN (a non-blocking description,
+    or the call's own non-blocking flag) or a parked task."""
     try:
         return op()
     except WouldBlock as wb:
-        if desc.nonblocking:
+        if nonblock or desc.nonblocking:
             raise fserr(errno.EAGAIN) from None
         if wb.host_fd is not None:
             raise Block(host_fd=wb.host_fd, host_events=wb.events) from None
@@ -118,7 +119,7 @@ WINDOW = 1 << 20
 def sys_read(k, t, fd, buf, count, *_):
     desc = _readable(t, s32(fd))
     count = min(count, CHUNK)
-    data = _blocking(desc, lambda: desc.read(count))
+    data = blocking_io(desc, lambda: desc.read(count))
     if data:
         t.thread.write(buf, data)
     return len(data)
@@ -191,7 +192,7 @@ def _gather(t, vecs) -> bytes:
 def sys_readv(k, t, fd, iov, iovcnt, *_):
     desc = _readable(t, s32(fd))
     vecs = _iovecs(t, iov, iovcnt)
-    data = _blocking(desc, lambda: desc.read(min(sum(l for _, l in vecs), CHUNK)))
+    data = blocking_io(desc, lambda: desc.read(min(sum(l for _, l in vecs), CHUNK)))
     _scatter(t, vecs, data)
     return len(data)
 

@@ -14,11 +14,12 @@ import errno
 import stat as S
 import struct
 
-from vfs.file import O_APPEND, O_PATH, WouldBlock
+from vfs.file import O_APPEND, O_PATH
 from vfs.inode import fserr
 
 from ..pipe import pipe_of
 from ..waiter import Block
+from .file import blocking_io
 from .table import PARTIAL, syscall
 from .util import s32, stat_of
 
@@ -108,27 +109,13 @@ def _read_source(desc, pos: int, n: int, nonblock: bool) -> bytes:
     terminal): those are taken, so callers ask no more than fits."""
     if desc.impl.seekable:
         return desc.pread(n, pos)
-    try:
-        return desc.read(n)
-    except WouldBlock as wb:
-        if nonblock or desc.nonblocking:
-            raise fserr(errno.EAGAIN) from None
-        if wb.host_fd is not None:
-            raise Block(host_fd=wb.host_fd, host_events=wb.events) from None
-        raise Block(wb.waitable) from None
+    return blocking_io(desc, lambda: desc.read(n), nonblock)
 
 
 def _write_dest(desc, data: bytes, pos: int, nonblock: bool) -> int:
     if desc.impl.seekable:
         return desc.pwrite(data, pos)
-    try:
-        return desc.write(data)
-    except WouldBlock as wb:
-        if nonblock or desc.nonblocking:
-            raise fserr(errno.EAGAIN) from None
-        if wb.host_fd is not None:
-            raise Block(host_fd=wb.host_fd, host_events=wb.events) from None
-        raise Block(wb.waitable) from None
+    return blocking_io(desc, lambda: desc.write(data), nonblock)
 
 
 # --- sendfile ---
