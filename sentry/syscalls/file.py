@@ -20,7 +20,7 @@ from ..pipe import new_pipe
 from ..waiter import Block
 from .inotify import fcntl_notify
 from .table import PARTIAL, syscall
-from .util import encode_stat, s32, s64, stat_of
+from .util import encode_stat, install_pair, s32, s64, stat_of
 
 MAX_RW = 0x7FFFF000  # Linux caps one read/write at this many bytes
 CHUNK = 64 << 20     # but we copy at most this much per call (a short count)
@@ -581,14 +581,6 @@ def sys_pipe2(k, t, fds, flags, *_):
     if flags & ~(O_CLOEXEC | O_NONBLOCK | 0o40000):
         raise fserr(errno.EINVAL)
     r_impl, w_impl = new_pipe()
-    table = t.tg.fdtable
     nb = flags & O_NONBLOCK
-    rfd = table.install(FileDescription(r_impl, O_RDONLY | nb), cloexec=bool(flags & O_CLOEXEC))
-    wfd = table.install(FileDescription(w_impl, O_WRONLY | nb), cloexec=bool(flags & O_CLOEXEC))
-    try:
-        t.thread.write(fds, struct.pack("<ii", rfd, wfd))
-    except OSError:
-        table.close(rfd)
-        table.close(wfd)
-        raise fserr(errno.EFAULT) from None
-    return 0
+    return install_pair(t, fds, FileDescription(r_impl, O_RDONLY | nb), FileDescription(w_impl, O_WRONLY | nb),
+                        bool(flags & O_CLOEXEC))

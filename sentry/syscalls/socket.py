@@ -14,7 +14,7 @@ from ..unix import (AF_UNIX, SNDBUF, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_STREAM, Un
 from ..waiter import Block
 from .file import write_all
 from .table import PARTIAL, syscall
-from .util import s32
+from .util import install_pair, s32
 
 AF_UNSPEC = 0
 SOCK_RAW, SOCK_MAX = 3, 11
@@ -115,17 +115,8 @@ def sys_socketpair(k, t, family, stype, protocol, sv, *_):
     if protocol and protocol != AF_UNIX:
         raise fserr(errno.EPROTONOSUPPORT)
     a, b = socketpair(kind, _cred(t))
-    table = t.tg.fdtable
     flags = O_RDWR | (stype & O_NONBLOCK)
-    fa = table.install(FileDescription(a, flags), cloexec=bool(stype & O_CLOEXEC))
-    fb = table.install(FileDescription(b, flags), cloexec=bool(stype & O_CLOEXEC))
-    try:
-        t.thread.write(sv, struct.pack("<ii", fa, fb))
-    except OSError:
-        table.close(fa)
-        table.close(fb)
-        raise fserr(errno.EFAULT) from None
-    return 0
+    return install_pair(t, sv, FileDescription(a, flags), FileDescription(b, flags), bool(stype & O_CLOEXEC))
 
 
 @syscall("bind", support=PARTIAL, note="AF_UNIX: paths (an S_IFSOCK file in the sandbox VFS), abstract "

@@ -133,3 +133,18 @@ def read_timespec_ns(t, addr: int) -> int:
     if sec < 0 or not 0 <= nsec < 10**9:
         raise fserr(errno.EINVAL)
     return sec * 10**9 + nsec
+
+
+def install_pair(t, addr: int, a, b, cloexec: bool) -> int:
+    """Install two new descriptions (pipe, socketpair) and store their fds
+    as int[2] at addr; if that faults, neither stays open (EFAULT)."""
+    table = t.tg.fdtable
+    fa = table.install(a, cloexec=cloexec)
+    fb = table.install(b, cloexec=cloexec)
+    try:
+        t.thread.write(addr, struct.pack("<ii", fa, fb))
+    except OSError:
+        table.close(fa)
+        table.close(fb)
+        raise fserr(errno.EFAULT) from None
+    return 0
