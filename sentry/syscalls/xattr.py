@@ -91,12 +91,17 @@ def sys_fsetxattr(k, t, fd, name, value, size, flags, *_):
 
 def _get(k, t, loc_of, name_addr, buf, size):
     name = _name(t, name_addr)
-    value = ops.getxattr(loc_of(), k.path_context(t), name)
+    return _reply(t, buf, size, ops.getxattr(loc_of(), k.path_context(t), name), XATTR_SIZE_MAX)
+
+
+def _reply(t, buf, size, data: bytes, limit: int) -> int:
+    """A value or name list to the caller's buffer: size 0 asks the length;
+    too small a buffer is ERANGE, past the kernel's limit E2BIG."""
     if size:
-        if len(value) > min(size, XATTR_SIZE_MAX):
-            raise fserr(errno.E2BIG if size >= XATTR_SIZE_MAX else errno.ERANGE)
-        t.thread.write(buf, value)
-    return len(value)
+        if len(data) > min(size, limit):
+            raise fserr(errno.E2BIG if size >= limit else errno.ERANGE)
+        t.thread.write(buf, data)
+    return len(data)
 
 
 @syscall("getxattr", support=PARTIAL, note=NOTE)
@@ -116,12 +121,7 @@ def sys_fgetxattr(k, t, fd, name, buf, size, *_):
 
 def _list(k, t, loc, buf, size):
     names = ops.listxattr(loc, k.path_context(t))
-    data = b"".join(n + b"\0" for n in names)
-    if size:
-        if len(data) > min(size, XATTR_LIST_MAX):
-            raise fserr(errno.E2BIG if size >= XATTR_LIST_MAX else errno.ERANGE)
-        t.thread.write(buf, data)
-    return len(data)
+    return _reply(t, buf, size, b"".join(n + b"\0" for n in names), XATTR_LIST_MAX)
 
 
 @syscall("listxattr", support=PARTIAL, note=NOTE)
