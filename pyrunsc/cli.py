@@ -5,6 +5,7 @@ import sys
 
 import click
 
+from .network import DEFAULT_ADDR, DEFAULT_GATEWAY, NetworkConfig, parse_publish
 from .sandbox import Config, Sandbox, SandboxError, parse_bind, parse_tmpfs_spec
 
 
@@ -44,14 +45,34 @@ def _parsed(parse):
 @click.option("--console/--no-console", default=True, show_default=True,
               help="When stdin is a terminal, give the guest a sandbox pty relayed to it "
                    "(its job control and ^C stay inside); --no-console passes the terminal through.")
+@click.option("--network", "network", default="none", show_default=True, metavar="none|sandbox|host",
+              help="none: loopback only; sandbox: a tap device in a network namespace made for the "
+                   "sandbox; host: sockets proxied to the host's (weaker isolation).")
+@click.option("-p", "--publish", "publish", multiple=True, metavar="[IP:]HOSTPORT:GUESTPORT[/tcp]",
+              help="Forward host TCP connections to a guest port (repeatable; IP default 0.0.0.0).")
+@click.option("--dns", "dns", multiple=True, metavar="IP",
+              help="A nameserver for the sandbox's /etc/resolv.conf (repeatable; --network=sandbox "
+                   "defaults to the gateway).")
+@click.option("--net-addr", default=None, metavar="ADDR/PREFIX",
+              help=f"--network=sandbox: the guest's address (default {DEFAULT_ADDR}).")
+@click.option("--net-gw", default=None, metavar="ADDR",
+              help=f"--network=sandbox: the gateway, the namespace's side of the tap (default {DEFAULT_GATEWAY}).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def do(root, overlay, mounts, tmpfs, cwd, env, strace, debug_log, console, command):
+def do(root, overlay, mounts, tmpfs, cwd, env, strace, debug_log, console, network, publish, dns,
+       net_addr, net_gw, command):
     """Run COMMAND in a sandbox, like `runsc do`."""
     for e in env:
         if "=" not in e:
             raise click.BadParameter(f"{e!r} is not K=V", param_hint="--env")
+    try:
+        net = NetworkConfig(mode=network, publish=[parse_publish(p) for p in publish], dns=list(dns),
+                            addr=net_addr, gateway=net_gw)
+        net.validate()
+    except ValueError as e:
+        click.echo(f"pyrunsc: {e}", err=True)
+        sys.exit(125)
     cfg = Config(root=root, cwd=cwd, strace=strace, debug_log=debug_log, extra_env=list(env),
-                 console=console, overlay=overlay == "tmpfs", mounts=mounts, tmpfs=tmpfs)
+                 console=console, overlay=overlay == "tmpfs", mounts=mounts, tmpfs=tmpfs, network=net)
     try:
         code = Sandbox(cfg).run(list(command))
     except SandboxError as e:

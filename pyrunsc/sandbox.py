@@ -18,6 +18,7 @@ from sentry.kernel import InternalError, Kernel
 from sentry.procsource import KernelProcSource
 from sentry.pty import PtyRegistry
 from sentry.strace import Strace
+from .network import NetworkConfig, NetworkError, setup_network
 from vfs import ops
 from vfs.dev import DevFS, open_device
 from vfs.devpts import DevPtsFS
@@ -119,6 +120,7 @@ class Config:
     tmpfs: list[TmpfsMount] = field(default_factory=list)
     extra_env: list[str] = field(default_factory=list)
     console: bool = True           # a terminal on stdin gets a sandbox pty (sentry.console)
+    network: NetworkConfig = field(default_factory=NetworkConfig)  # --network, -p, --dns
 
 
 class SandboxError(Exception):
@@ -154,6 +156,7 @@ class Sandbox:
         self.console = None
         self._console_rdev = None
         self._log = None
+        self.network = None  # pyrunsc.network.NetworkHandle
 
     def _build_mounts(self) -> MountTree:
         self.gofer = start_gofer(self.config.root, rw=not self.config.overlay)
@@ -315,6 +318,10 @@ class Sandbox:
             self.kernel = Kernel(self.platform, tree, strace=strace, debug_log=self._log)
             self.proc_source.bind(self.kernel)
             self.ptys.kernel = self.kernel
+            try:
+                self.network = setup_network(self.kernel, cfg.network)
+            except NetworkError as e:
+                raise SandboxError(str(e), 125) from None
             ctx = PathContext(tree.root, tree.root, Creds())
             cwd = os.fsencode(cfg.cwd or os.getcwd())
             try:
@@ -352,6 +359,9 @@ class Sandbox:
             self.kernel.shutdown()
         elif self.platform is not None:
             self.platform.close()
+        if self.network is not None:
+            network, self.network = self.network, None
+            network.close()  # after the guests are gone: the namespace and tap go too
         for gofer in self.gofers:
             gofer.close()
         self.gofers = []

@@ -26,11 +26,12 @@ from vfs.path import MountTree, PathContext
 from .fdtable import FDTable
 from .loader import exec as loader
 from .mm.mm import MemoryManager
+from .netclock import KernelClock
 from .syscalls import table
 from .syscalls.time import process_cpu_ns
 from .task import (ZOMBIE, Credentials, FSContext, PIDNamespace, SignalHandlers,
                    Task, ThreadGroup)
-from . import futex, itimer, jobcontrol, posixtimer, seccomp, signals
+from . import futex, inet, itimer, jobcontrol, netlink, posixtimer, seccomp, signals
 from .signals import ERESTARTSYS
 from .waiter import Block
 
@@ -66,6 +67,13 @@ class KernelTimer:
         self.callback = callback
         self.timer = None
         self.timed_out = False
+
+
+class FdWatch:
+    __slots__ = ("fd", "events", "callback")
+
+    def __init__(self, fd, events, callback):
+        self.fd, self.events, self.callback = fd, events, callback
 
 
 def _crash_handler(k, t, *args):
@@ -113,6 +121,14 @@ class Kernel:
         self.poked = False
         self.on_poke: list = []
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # Host fds watched for as long as their owner lives (a tap device,
+        # a published port's listener), unlike host_waits which belong to
+        # one parked syscall: fd -> [FdWatch].
+        self.watches: dict[int, list] = {}
+        self.netclock = KernelClock(self)
+        self.netstack = None   # netstack.stack.Stack, made by the sandbox's network setup
+        inet.register()
+        netlink.register()
 
     # --- process creation ---
     def start(self, argv: list[bytes], envp: list[bytes], cwd: bytes, fdtable: FDTable,
@@ -185,7 +201,7 @@ class Kernel:
                 # Fast path: one task to resume and nothing else to watch:
                 # one C call stores its result, resumes it and waits.
                 if len(ready) == 1 and not (self.woken or self.timers or self.host_waits or plat.pending
-                                            or self.poked):
+                                            or self.poked or self.watches):
                     t, set_rax, rax, sig = ready[0]
                     if t.alive and rax != -ERESTARTSYS and not t.tg.stopped and \
                             not (t.pending_signals | t.tg.pending_signals) & ~t.sigmask:
@@ -228,7 +244,8 @@ class Kernel:
                         if not t.alive:
                             continue
                     t.on_cpu = True
-                    if not self.ready and not self.woken and not self.timers and not self.host_waits:
+                    if not self.ready and not self.woken and not self.timers and not self.host_waits \
+                            and not self.watches:
                         fused = (t, set_rax, rax, sig)
                         break
                     try:
@@ -243,7 +260,7 @@ class Kernel:
                         if e.errno != errno.ESRCH:
                             raise
                         wpid = plat.step(0, 0, 0, 0, 0, True)
-                elif self.timers or self.host_waits or self.on_poke:
+                elif self.timers or self.host_waits or self.on_poke or self.watches:
                     wpid = self._wait_with_host()
                 else:
                     if not self.by_host:
@@ -426,6 +443,20 @@ class Kernel:
                 self.strace.done(t, rec.nr, rec.args, result)
             self.ready.append((t, 1, result, 0))
 
+    def watch_fd(self, fd: int, events: int, callback) -> "FdWatch":
+        """Call callback(revents) from the loop whenever host fd is ready
+        for events, until unwatch_fd."""
+        w = FdWatch(fd, events, callback)
+        self.watches.setdefault(fd, []).append(w)
+        return w
+
+    def unwatch_fd(self, w: "FdWatch") -> None:
+        lst = self.watches.get(w.fd)
+        if lst is not None and w in lst:
+            lst.remove(w)
+            if not lst:
+                del self.watches[w.fd]
+
     def poke(self) -> None:
         """From any thread: make the loop run on_poke soon."""
         self.poked = True
@@ -458,10 +489,14 @@ class Kernel:
         poller.register(plat.sigchld_fd, select.POLLIN)
         if self.on_poke:
             poller.register(self.wake_r, select.POLLIN)
+        wanted: dict[int, int] = {}
         for fd, waits in self.host_waits.items():
-            ev = 0
             for events, _ in waits:
-                ev |= events
+                wanted[fd] = wanted.get(fd, 0) | events
+        for fd, watches in self.watches.items():
+            for w in watches:
+                wanted[fd] = wanted.get(fd, 0) | w.events
+        for fd, ev in wanted.items():
             poller.register(fd, ev | select.POLLHUP | select.POLLERR)
         try:
             ready = poller.poll(timeout)
@@ -478,6 +513,9 @@ class Kernel:
                 continue
             for _, rec in list(self.host_waits.get(fd, [])):
                 rec.callback()
+            for w in list(self.watches.get(fd, ())):
+                if w.events & ev or ev & (select.POLLHUP | select.POLLERR):
+                    w.callback(ev)
         now = time.monotonic_ns()
         while self.timers and self.timers[0][0] <= now:
             _, _, rec = heapq.heappop(self.timers)

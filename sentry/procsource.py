@@ -153,5 +153,9 @@ class KernelProcSource:
     def mem_free_kb(self) -> int:
         return psutil.virtual_memory().available // 1024
 
+    def net_files(self) -> dict:
+        from .procnet import net_files
+        return net_files(lambda: self._k)
+
 
 

@@ -123,6 +123,9 @@ class ProcSource(Protocol):
 
     def mem_free_kb(self) -> int: ...
 
+    def net_files(self) -> dict:
+        """Optional: {name: generate()} of the files under /proc/net."""
+
 
 # --------------------------------------------------------------------------
 # The filesystem and its fixed top level
@@ -175,6 +178,12 @@ class ProcRoot(StaticDir):
             # Linux's single-show proc files answer writes with EIO
             self.file(name, functools.partial(render, fs), 0o444, write_errno=errno.EIO)
         _build_sys(fs, self.subdir(b"sys"))
+        net_files = getattr(fs.source, "net_files", None)  # the network, when the kernel has one
+        files = net_files() if net_files is not None else None
+        if files:
+            net = self.subdir(b"net")
+            for name, generate in files.items():
+                net.file(name, generate, 0o444, write_errno=errno.EIO)
 
     def lookup(self, name: bytes):
         inode = self.entries.get(name)

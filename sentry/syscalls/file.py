@@ -374,7 +374,9 @@ def sys_flock(k, t, fd, op, *_):
     return 0
 
 
-@syscall("ioctl", support=PARTIAL, note="tty ioctls on host stdio; FIONBIO, FIOCLEX, FIONCLEX")
+@syscall("ioctl", support=PARTIAL, note="tty ioctls on host stdio; FIONBIO, FIOCLEX, FIONCLEX; on sockets "
+                                        "FIONREAD, SIOCOUTQ and the interface requests (SIOCGIF*, SIOCGIFCONF; "
+                                        "changes refused: EPERM, or EOPNOTSUPP for root)")
 def sys_ioctl(k, t, fd, request, arg, *_):
     table = t.tg.fdtable
     fd = s32(fd)

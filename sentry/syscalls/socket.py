@@ -1,72 +1,70 @@
-"""Socket syscalls over sentry.unix: AF_UNIX socket pairs, named and
-abstract sockets, listeners. Other families wait for the netstack and get
-EAFNOSUPPORT."""
+"""Socket syscalls, generic over address families (docs/netstack.md,
+"Sentry socket files").
+
+These handlers read and write guest memory (sockaddrs, msghdrs, iovecs,
+control buffers) and decide how a call waits; the socket itself is a
+sentry.socketfile.SocketFile of the family registered for its domain
+(AF_UNIX: sentry.unix, registered below; others by the modules the
+kernel wiring imports).
+
+Waiting: a family raises vfs.file.WouldBlock. A non-blocking file or
+MSG_DONTWAIT makes that EAGAIN; otherwise the task parks on the queue,
+with SO_RCVTIMEO/SO_SNDTIMEO as a deadline whose expiry returns EAGAIN
+(or the count moved so far). Progress of a call that parks after moving
+some bytes (a stream send, a MSG_WAITALL receive, sendmmsg/recvmmsg)
+survives the re-runs in t.write_done.
+"""
 from __future__ import annotations
 
 import errno
 import struct
+import time
 
 from vfs.file import O_CLOEXEC, O_NONBLOCK, O_RDWR, FileDescription, WouldBlock
 from vfs.inode import fserr
 
-from ..unix import (AF_UNIX, SNDBUF, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_STREAM, UnixNames, UnixSocket,
-                    encode_name, parse_addr, socketpair)
+from .. import cmsg
+from ..signals import SIGPIPE, send_signal_to_task
+from ..socketfile import AF_UNIX, SOCK_STREAM, SocketFile
 from ..waiter import Block
-from .file import write_all
 from .table import PARTIAL, syscall
 from .util import install_pair, s32
 
-AF_UNSPEC = 0
-SOCK_RAW, SOCK_MAX = 3, 11
-SOCK_TYPE_MASK = 0xF
-MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_WAITALL = 2, 0x20, 0x40, 0x4000, 0x100
-SOL_SOCKET = 1
-SO_TYPE, SO_ERROR, SO_SNDBUF, SO_RCVBUF, SO_PEERCRED = 3, 4, 7, 8, 17
-SO_ACCEPTCONN, SO_PROTOCOL, SO_DOMAIN = 30, 38, 39
-SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
+# family -> factory(k, t, stype, protocol) -> SocketFile
+FAMILIES: dict = {}
+
+
+def register_family(family: int, factory) -> None:
+    """A socket family's constructor; socket() and socketpair() dispatch here."""
+    FAMILIES[family] = factory
+
+
+NPROTO, SOCK_MAX, SOCK_TYPE_MASK = 46, 11, 0xF
+MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_EOR = 1, 2, 0x20, 0x40, 0x80
+MSG_WAITALL, MSG_ERRQUEUE, MSG_NOSIGNAL, MSG_WAITFORONE = 0x100, 0x2000, 0x4000, 0x10000
+MSG_CMSG_CLOEXEC, MSG_CMSG_COMPAT = 0x40000000, 0x80000000
+SOMAXCONN = 4096
+SOCKADDR_MAX = 128     # sizeof(struct sockaddr_storage)
+UIO_MAXIOV = 1024
+MAX_RW = 0x7FFFF000    # the most one call moves (MAX_RW_COUNT)
+WINDOW = 1 << 20       # a blocking stream send reads the guest's buffer a window at a time
 NR_ACCEPT, NR_GETPEERNAME = 43, 52
 MSGHDR = struct.Struct("<QI4xQQQQi4x")  # name, namelen, iov, iovlen, control, controllen, flags
+MMSGHDR_SIZE = 64                       # struct mmsghdr: a msghdr and msg_len
 IOV = struct.Struct("<QQ")
 I32 = struct.Struct("<i")
+U32 = struct.Struct("<I")
+TIMESPEC = struct.Struct("<qq")
 
 
-def _names(k) -> UnixNames:
-    """The sandbox's table of bound AF_UNIX names (one per kernel)."""
-    names = getattr(k, "unix_names", None)
-    if names is None:
-        names = k.unix_names = UnixNames()
-    return names
-
-
-def _cred(t) -> tuple:
-    """(pid, uid, gid) as SO_PEERCRED reports the caller."""
-    c = t.tg.creds
-    return (t.tg.tgid, c.euid, c.egid)
-
-
-def _sock(t, fd) -> tuple:
+def _sock(t, fd) -> tuple[FileDescription, SocketFile]:
     desc = t.tg.fdtable.get(s32(fd))
-    if not isinstance(desc.impl, UnixSocket):
+    if not isinstance(desc.impl, SocketFile):
         raise fserr(errno.ENOTSOCK)
     return desc, desc.impl
 
 
-def _kind(family, stype):
-    """__sys_socket's checks, then unix_create's: the socket type."""
-    if stype & ~SOCK_TYPE_MASK & ~(O_NONBLOCK | O_CLOEXEC):
-        raise fserr(errno.EINVAL)
-    kind = stype & SOCK_TYPE_MASK
-    if family != AF_UNIX:
-        raise fserr(errno.EAFNOSUPPORT)
-    if kind >= SOCK_MAX:
-        raise fserr(errno.EINVAL)
-    if kind == SOCK_RAW:
-        kind = SOCK_DGRAM  # Linux's AF_UNIX takes SOCK_RAW as SOCK_DGRAM
-    if kind not in (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET):
-        raise fserr(errno.ESOCKTNOSUPPORT)
-    return kind
-
-
+# --- sockaddrs ---
 def _read_addr(t, addr, addrlen) -> bytes:
     """move_addr_to_kernel."""
     n = s32(addrlen)
@@ -78,8 +76,7 @@ def _read_addr(t, addr, addrlen) -> bytes:
 def _put_addr(t, addr, lenp, raw: bytes) -> None:
     """move_addr_to_user: as much of raw as the buffer takes; the length
     written back is raw's own."""
-    n = I32.unpack(t.thread.read(lenp, 4))[0]
-    n = min(n, len(raw))
+    n = min(I32.unpack(t.thread.read(lenp, 4))[0], len(raw))
     if n < 0:
         raise fserr(errno.EINVAL)
     if n:
@@ -87,188 +84,417 @@ def _put_addr(t, addr, lenp, raw: bytes) -> None:
     t.thread.write(lenp, I32.pack(len(raw)))
 
 
-def _wait(desc, flags, wb: WouldBlock):
-    if desc.nonblocking or flags & MSG_DONTWAIT:
+# --- msghdrs and iovecs ---
+class _MsgHdr:
+    __slots__ = ("name", "namelen", "vecs", "control", "controllen", "size")
+
+    def __init__(self, t, addr: int):
+        name, namelen, iov, iovlen, control, controllen, _ = MSGHDR.unpack(t.thread.read(addr, MSGHDR.size))
+        namelen = s32(namelen)
+        if name == 0:
+            namelen = 0
+        if namelen < 0:
+            raise fserr(errno.EINVAL)
+        self.name, self.namelen = name, min(namelen, SOCKADDR_MAX)
+        if iovlen > UIO_MAXIOV:
+            raise fserr(errno.EMSGSIZE)
+        raw = t.thread.read(iov, IOV.size * iovlen) if iovlen else b""
+        self.vecs, self.size = _clip([IOV.unpack_from(raw, IOV.size * i) for i in range(iovlen)])
+        self.control, self.controllen = control, controllen
+
+    def to(self, t) -> bytes | None:
+        """The destination a send names (None: none)."""
+        return _read_addr(t, self.name, self.namelen) if self.name and self.namelen else None
+
+    def control_in(self, k, t) -> list:
+        """The control messages a send carries, fds turned into descriptions."""
+        n = self.controllen
+        if n > 0x7FFFFFFF or n >= cmsg.OPTMEM_MAX:
+            raise fserr(errno.ENOBUFS)
+        if not n:
+            return []
+        return cmsg.from_guest(k, t, cmsg.parse(t.thread.read(self.control, n)))
+
+
+def _clip(vecs) -> tuple[list, int]:
+    """import_iovec: a negative length is EINVAL; the total is capped at
+    MAX_RW_COUNT (the vectors past it are cut)."""
+    out, total = [], 0
+    for base, n in vecs:
+        if n >= 1 << 63:
+            raise fserr(errno.EINVAL)
+        n = min(n, MAX_RW - total)
+        out.append((base, n))
+        total += n
+    return out, total
+
+
+def _gather(t, vecs, off: int, n: int) -> bytes:
+    """Bytes [off, off + n) of the buffers vecs describe."""
+    parts, pos = [], 0
+    for base, length in vecs:
+        if n <= 0:
+            break
+        if pos + length > off:
+            start = max(off - pos, 0)
+            take = min(length - start, n)
+            if take:
+                parts.append(t.thread.read(base + start, take))
+            n -= take
+        pos += length
+    return b"".join(parts)
+
+
+def _scatter(t, vecs, off: int, data: bytes) -> None:
+    """data written into the buffers from byte off on."""
+    pos, done = 0, 0
+    for base, length in vecs:
+        if done >= len(data):
+            break
+        if pos + length > off:
+            start = max(off - pos, 0)
+            piece = data[done:done + length - start]
+            t.thread.write(base + start, piece)
+            done += len(piece)
+        pos += length
+
+
+# --- waiting ---
+def _park(t, desc, sock, wb: WouldBlock, flags: int, sending: bool, progress: int = 0):
+    """What a call that cannot go on does: EAGAIN (or the count so far) when
+    it may not wait, else park until the queue moves, the socket's timeout
+    expires (EAGAIN or the count) or a signal comes (the count, EINTR
+    under a timeout, else a restart)."""
+    timeo = sock.sndtimeo_ns if sending else sock.rcvtimeo_ns
+    t.write_done = progress
+    if desc.nonblocking or flags & MSG_DONTWAIT or timeo == 0:
+        t.write_done = 0
+        if progress:
+            return progress
         raise fserr(errno.EAGAIN) from None
-    raise Block(wb.waitable) from None
+    deadline = None
+    if timeo is not None:
+        deadline = t.call_start() + timeo
+        if time.monotonic_ns() >= deadline:
+            t.write_done = 0
+            if progress:
+                return progress
+            raise fserr(errno.EAGAIN) from None
+    interrupted = progress or (-errno.EINTR if timeo is not None else None)
+    if wb.host_fd is not None:
+        raise Block(host_fd=wb.host_fd, host_events=wb.events, deadline_ns=deadline,
+                    on_timeout=progress or -errno.EAGAIN, interrupt_result=interrupted) from None
+    raise Block(wb.waitable, deadline_ns=deadline, on_timeout=progress or -errno.EAGAIN,
+                interrupt_result=interrupted) from None
 
 
-def _io(desc, sock, flags, op):
+def _send(k, t, desc, sock, fetch, total: int, to, control: list, flags: int, done: int = 0) -> int:
+    """sendmsg's core: fetch(off, n) gives the message's bytes. A datagram
+    goes whole; a blocking stream send goes on until all is sent (a
+    signal or SO_SNDTIMEO ends it with the count so far). Control
+    messages travel with the first bytes."""
+    if desc.nonblocking:
+        flags |= MSG_DONTWAIT
+    stream = sock.stype == SOCK_STREAM
     try:
-        return op()
-    except WouldBlock as wb:
-        _wait(desc, flags, wb)
+        while True:
+            data = fetch(done, min(total - done, WINDOW) if stream else total)
+            try:
+                n = sock.sendmsg(k, t, data, to, control if done == 0 else [], flags)
+            except WouldBlock as wb:
+                return _park(t, desc, sock, wb, flags, True, done)
+            done += n
+            if not stream or done >= total or (n < len(data) and flags & MSG_DONTWAIT):
+                t.write_done = 0
+                return done
+    except OSError as e:
+        t.write_done = 0
+        if done:
+            return done
+        if e.errno == errno.EPIPE and sock.stype == SOCK_STREAM and not flags & MSG_NOSIGNAL:
+            send_signal_to_task(k, t, SIGPIPE)
+        raise
 
 
-@syscall("socket", support=PARTIAL, note="AF_UNIX only; other families EAFNOSUPPORT")
+def _recv(k, t, desc, sock, vecs, size: int, flags: int, done: int = 0):
+    """recvmsg's core: the data lands in vecs. Returns (count, sender's
+    sockaddr or None, control, msg_flags). MSG_WAITALL on a stream goes on
+    receiving until size bytes, EOF, an error, a signal or control data."""
+    if flags & MSG_ERRQUEUE and not sock.handles_errqueue:
+        raise fserr(errno.EAGAIN)  # nothing ever lands on an error queue here
+    if desc.nonblocking:
+        flags |= MSG_DONTWAIT
+    waitall = (sock.stype == SOCK_STREAM and flags & MSG_WAITALL
+               and not flags & (MSG_PEEK | MSG_DONTWAIT))
+    frm, control, mflags = None, [], 0
+    while True:
+        try:
+            data, ret, frm, control, mflags = sock.recvmsg(k, t, size - done, flags)
+        except WouldBlock as wb:
+            return _park(t, desc, sock, wb, flags, False, done), frm, [], 0
+        except OSError:
+            t.write_done = 0
+            if done:
+                return done, frm, [], 0
+            raise
+        if data:
+            _scatter(t, vecs, done, data)
+        done += ret
+        rights = any(c[0] == cmsg.SOL_SOCKET and c[1] == cmsg.SCM_RIGHTS for c in control)
+        if not waitall or ret == 0 or rights or done >= size:
+            t.write_done = 0
+            return done, frm, control, mflags
+        cmsg.drop_control(control)  # credentials of all but the last piece go
+        t.write_done = done
+
+
+# --- the calls ---
+def _new_socket(k, t, family, stype, protocol) -> tuple[SocketFile, int]:
+    """__sys_socket and __sock_create's checks, then the family's factory."""
+    family, stype = s32(family), s32(stype)
+    flags = stype & ~SOCK_TYPE_MASK
+    if flags & ~(O_NONBLOCK | O_CLOEXEC):
+        raise fserr(errno.EINVAL)
+    kind = stype & SOCK_TYPE_MASK
+    if not 0 <= family < NPROTO:
+        raise fserr(errno.EAFNOSUPPORT)
+    if kind >= SOCK_MAX:
+        raise fserr(errno.EINVAL)
+    factory = FAMILIES.get(family)
+    if factory is None:
+        raise fserr(errno.EAFNOSUPPORT)
+    return factory(k, t, kind, s32(protocol)), flags
+
+
+@syscall("socket", support=PARTIAL, note="the families registered (AF_UNIX here; others by their "
+                                         "modules); unknown ones EAFNOSUPPORT")
 def sys_socket(k, t, family, stype, protocol, *_):
-    kind = _kind(family, stype)
-    if protocol and protocol != AF_UNIX:
-        raise fserr(errno.EPROTONOSUPPORT)
-    desc = FileDescription(UnixSocket(kind, _cred(t)), O_RDWR | (stype & O_NONBLOCK))
-    return t.tg.fdtable.install(desc, cloexec=bool(stype & O_CLOEXEC))
+    sock, flags = _new_socket(k, t, family, stype, protocol)
+    desc = FileDescription(sock, O_RDWR | (flags & O_NONBLOCK))
+    return t.tg.fdtable.install(desc, cloexec=bool(flags & O_CLOEXEC))
 
 
-@syscall("socketpair", support=PARTIAL, note="AF_UNIX; no SCM_RIGHTS/SCM_CREDENTIALS yet")
+@syscall("socketpair", note="families with pairs (AF_UNIX); others EOPNOTSUPP")
 def sys_socketpair(k, t, family, stype, protocol, sv, *_):
-    kind = _kind(family, stype)
-    if protocol and protocol != AF_UNIX:
-        raise fserr(errno.EPROTONOSUPPORT)
-    a, b = socketpair(kind, _cred(t))
-    flags = O_RDWR | (stype & O_NONBLOCK)
-    return install_pair(t, sv, FileDescription(a, flags), FileDescription(b, flags), bool(stype & O_CLOEXEC))
+    a, flags = _new_socket(k, t, family, stype, protocol)
+    b, _ = _new_socket(k, t, family, stype, protocol)
+    try:
+        a.pair(k, t, b)
+    except OSError:
+        a.release()
+        b.release()
+        raise
+    mode = O_RDWR | (flags & O_NONBLOCK)
+    return install_pair(t, sv, FileDescription(a, mode), FileDescription(b, mode), bool(flags & O_CLOEXEC))
 
 
-@syscall("bind", support=PARTIAL, note="AF_UNIX: paths (an S_IFSOCK file in the sandbox VFS), abstract "
-                                       "names (the sandbox's own table), autobind")
+@syscall("bind", note="the family parses the sockaddr")
 def sys_bind(k, t, fd, addr, addrlen, *_):
     _, sock = _sock(t, fd)
-    raw = _read_addr(t, addr, addrlen)
-    names = _names(k)
-    if raw == encode_name(None):
-        names.autobind(sock)
-        return 0
-    names.bind(sock, parse_addr(raw), k.mounts, k.path_context(t), t.tg.fs.umask)
+    sock.bind(k, t, _read_addr(t, addr, addrlen))
     return 0
 
 
-@syscall("listen", note="AF_UNIX stream and seqpacket; the backlog is capped at 4096")
+@syscall("listen", note="the backlog is capped at somaxconn (4096)")
 def sys_listen(k, t, fd, backlog, *_):
     _, sock = _sock(t, fd)
-    sock.listen(s32(backlog), _cred(t))
+    backlog = s32(backlog)
+    sock.listen(k, t, backlog if 0 <= backlog <= SOMAXCONN else SOMAXCONN)
     return 0
 
 
-@syscall("connect", support=PARTIAL, note="AF_UNIX paths and abstract names inside the sandbox")
+@syscall("connect", note="a blocking connect waits (SO_SNDTIMEO bounds it)")
 def sys_connect(k, t, fd, addr, addrlen, *_):
     desc, sock = _sock(t, fd)
     raw = _read_addr(t, addr, addrlen)
-    names = _names(k)
-    if sock.stype == SOCK_DGRAM:
-        if len(raw) < 2:
-            raise fserr(errno.EINVAL)
-        if int.from_bytes(raw[:2], "little") == AF_UNSPEC:
-            sock.connect_dgram(None)  # dissolve the association
-            return 0
-        sock.connect_dgram(names.find(parse_addr(raw), sock.stype, k.mounts, k.path_context(t)))
-        return 0
-    other = names.find(parse_addr(raw), sock.stype, k.mounts, k.path_context(t))
-    _io(desc, sock, 0, lambda: sock.connect_to(other, _cred(t)))
+    try:
+        if t.write_done:  # re-run after a wait this call began
+            sock.connect_continue(k, t, raw, desc.nonblocking)
+        else:
+            sock.connect(k, t, raw, desc.nonblocking)
+    except WouldBlock as wb:
+        timeo = sock.sndtimeo_ns
+        deadline = t.call_start() + timeo if timeo else None
+        if desc.nonblocking or timeo == 0 or deadline is not None and time.monotonic_ns() >= deadline:
+            raise fserr(sock.connect_timeout_errno) from None
+        t.write_done = 1
+        raise Block(*((wb.waitable,) if wb.host_fd is None else ()), host_fd=wb.host_fd,
+                    host_events=wb.events, deadline_ns=deadline, on_timeout=-sock.connect_timeout_errno,
+                    interrupt_result=-errno.EINTR if timeo else None) from None
     return 0
 
 
-@syscall("accept", "accept4", note="AF_UNIX listeners; the address is the client's name")
+@syscall("accept", "accept4", note="SO_RCVTIMEO bounds the wait; the address is the peer's")
 def sys_accept(k, t, fd, addr, lenp, flags=0, *_):
     desc, sock = _sock(t, fd)
-    if t.syscall_nr == NR_ACCEPT:
-        flags = 0
+    flags = 0 if t.syscall_nr == NR_ACCEPT else s32(flags)
     if flags & ~(O_NONBLOCK | O_CLOEXEC):
         raise fserr(errno.EINVAL)
-    server = _io(desc, sock, 0, sock.accept)
+    try:
+        new, peer = sock.accept(k, t)
+    except WouldBlock as wb:
+        _park(t, desc, sock, wb, 0, False)
     try:
         if addr:
-            peer = server.peer
-            _put_addr(t, addr, lenp, encode_name(peer.name if peer is not None else None))
-        return t.tg.fdtable.install(FileDescription(server, O_RDWR | (flags & O_NONBLOCK)),
+            _put_addr(t, addr, lenp, peer)
+        return t.tg.fdtable.install(FileDescription(new, O_RDWR | (flags & O_NONBLOCK)),
                                     cloexec=bool(flags & O_CLOEXEC))
     except OSError:
-        server.release()  # the connection is dropped, as Linux drops it
+        new.release()  # the connection is dropped, as Linux drops it
         raise
 
 
-def _destination(k, t, sock, name_raw: bytes | None, size: int):
-    """The socket a datagram goes to: the named one, or None (the peer)."""
-    if name_raw is None:
-        return None
-    if sock.stype == SOCK_STREAM:
-        raise fserr(errno.EISCONN if sock.connected else errno.EOPNOTSUPP)
-    if sock.stype == SOCK_SEQPACKET:
-        return None  # seqpacket ignores the address
-    name = parse_addr(name_raw)
-    if size > SNDBUF - 32:
-        raise fserr(errno.EMSGSIZE)
-    if sock.shut_wr:
-        raise fserr(errno.EPIPE)
-    return _names(k).find(name, sock.stype, k.mounts, k.path_context(t))
-
-
-def _send(k, t, fd, data, flags, name_raw=None):
-    desc, sock = _sock(t, fd)
-    try:
-        other = _destination(k, t, sock, name_raw, len(data))
-        if sock.stype == SOCK_STREAM and not flags & MSG_DONTWAIT:
-            return write_all(t, desc, data)  # a blocking stream send sends it all
-        return _io(desc, sock, flags, lambda: sock.send_to(other, data))
-    except OSError as e:
-        if e.errno == errno.EPIPE and sock.stype != SOCK_DGRAM and not flags & MSG_NOSIGNAL:
-            from ..signals import send_signal_to_task
-            send_signal_to_task(k, t, 13)
-        raise
-
-
-def _recv(k, t, fd, size, flags):
-    """(data, what the call returns, the sender's address (b"": none), whether
-    a message was cut short)."""
-    desc, sock = _sock(t, fd)
-    data, full, sender = _io(desc, sock, flags, lambda: sock.recv_msg(size, peek=bool(flags & MSG_PEEK)))
-    ret = full if flags & MSG_TRUNC and sock.stype != SOCK_STREAM else len(data)
-    name = b""
-    if full and sender is not None and sender.name is not None:
-        name = encode_name(sender.name)
-    return data, ret, name, full > len(data)
-
-
-@syscall("sendto", note="AF_UNIX: datagrams to a bound path or abstract name")
+@syscall("sendto", support=PARTIAL, note="stream sends block until all is sent; SIGPIPE unless MSG_NOSIGNAL; "
+                                         "MSG_OOB is EOPNOTSUPP on AF_UNIX streams (Linux has it)")
 def sys_sendto(k, t, fd, buf, length, flags, addr, addrlen):
-    name_raw = _read_addr(t, addr, addrlen) if addr else None
-    return _send(k, t, fd, t.thread.read(buf, min(length, 1 << 24)), flags, name_raw or None)
+    desc, sock = _sock(t, fd)
+    to = _read_addr(t, addr, addrlen) if addr else None
+    total = min(length, MAX_RW)
+    return _send(k, t, desc, sock, lambda off, n: t.thread.read(buf + off, n) if n else b"",
+                 total, to, [], s32(flags), t.write_done)
 
 
-@syscall("recvfrom", note="AF_UNIX: the sender's bound name")
+@syscall("recvfrom", support=PARTIAL, note="SO_RCVTIMEO, MSG_WAITALL, MSG_PEEK, MSG_TRUNC; control data is "
+                                           "dropped; no MSG_OOB on AF_UNIX; SO_RCVLOWAT not honoured")
 def sys_recvfrom(k, t, fd, buf, length, flags, addr, addrlen):
-    data, ret, name, _ = _recv(k, t, fd, min(length, 1 << 24), flags)
-    if data:
-        t.thread.write(buf, data)
-    if addr and addrlen:
-        _put_addr(t, addr, addrlen, name)
-    return ret
+    desc, sock = _sock(t, fd)
+    size = min(length, MAX_RW)
+    n, frm, control, _ = _recv(k, t, desc, sock, [(buf, size)], size, s32(flags), t.write_done)
+    cmsg.ControlWriter(t, 0, 0, False).write(control)  # no buffer: fds are closed
+    if addr:
+        _put_addr(t, addr, addrlen, frm or b"")
+    return n
 
 
-def _iovecs(t, iov, n):
-    if n > 1024:
-        raise fserr(errno.EMSGSIZE)
-    raw = t.thread.read(iov, 16 * n) if n else b""
-    return [IOV.unpack_from(raw, 16 * i) for i in range(n)]
-
-
-@syscall("sendmsg", support=PARTIAL, note="control messages are ignored")
+@syscall("sendmsg", support=PARTIAL, note="SCM_RIGHTS and SCM_CREDENTIALS (per family), SIGPIPE unless "
+                                          "MSG_NOSIGNAL; no MSG_OOB on AF_UNIX")
 def sys_sendmsg(k, t, fd, msg, flags, *_):
-    name, namelen, iov, iovlen, control, controllen, _f = MSGHDR.unpack(t.thread.read(msg, MSGHDR.size))
-    name_raw = _read_addr(t, name, namelen) if name else None
-    data = b"".join(t.thread.read(b, n) for b, n in _iovecs(t, iov, iovlen) if n)
-    return _send(k, t, fd, data, flags, name_raw or None)
-
-
-@syscall("recvmsg", support=PARTIAL, note="no control messages are returned")
-def sys_recvmsg(k, t, fd, msg, flags, *_):
-    name, namelen, iov, iovlen, control, controllen, _f = MSGHDR.unpack(t.thread.read(msg, MSGHDR.size))
-    vecs = _iovecs(t, iov, iovlen)
-    data, ret, addr, truncated = _recv(k, t, fd, sum(n for _, n in vecs), flags)
-    pos = 0
-    for base, n in vecs:
-        if pos >= len(data):
-            break
-        t.thread.write(base, data[pos:pos + n])
-        pos += n
-    if name and s32(namelen) < 0:
+    desc, sock = _sock(t, fd)
+    if flags & MSG_CMSG_COMPAT:
         raise fserr(errno.EINVAL)
-    if name and addr:
-        t.thread.write(name, addr[:namelen])
-    # the name's full length, no control messages, MSG_TRUNC for a cut message
-    hdr = MSGHDR.pack(name, len(addr) if name else namelen, iov, iovlen, control, 0,
-                      MSG_TRUNC if truncated else 0)
-    t.thread.write(msg, hdr)
-    return ret
+    return _sendmsg(k, t, desc, sock, msg, s32(flags), t.write_done)
+
+
+def _sendmsg(k, t, desc, sock, msg, flags, done=0) -> int:
+    hdr = _MsgHdr(t, msg)
+    to = hdr.to(t)
+    control = hdr.control_in(k, t)
+    return _send(k, t, desc, sock, lambda off, n: _gather(t, hdr.vecs, off, n), hdr.size, to, control,
+                 flags, done)
+
+
+@syscall("recvmsg", support=PARTIAL, note="SCM_RIGHTS (MSG_CMSG_CLOEXEC), SCM_CREDENTIALS, MSG_CTRUNC, "
+                                          "MSG_TRUNC, MSG_WAITALL, SO_RCVTIMEO; no SCM_TIMESTAMP, SCM_PIDFD, "
+                                          "MSG_OOB on AF_UNIX")
+def sys_recvmsg(k, t, fd, msg, flags, *_):
+    desc, sock = _sock(t, fd)
+    if flags & MSG_CMSG_COMPAT:
+        raise fserr(errno.EINVAL)
+    flags = s32(flags)
+    return _recvmsg(k, t, desc, sock, msg, flags, t.write_done)
+
+
+def _recvmsg(k, t, desc, sock, msg, flags, done=0) -> int:
+    hdr = _MsgHdr(t, msg)
+    n, frm, control, mflags = _recv(k, t, desc, sock, hdr.vecs, hdr.size, flags, done)
+    writer = cmsg.ControlWriter(t, hdr.control, hdr.controllen, bool(flags & MSG_CMSG_CLOEXEC))
+    writer.write(control)
+    if hdr.name:
+        _put_addr(t, hdr.name, msg + 8, frm or b"")
+    t.thread.write(msg + 40, struct.pack("<Q", writer.used))
+    t.thread.write(msg + 48, I32.pack(mflags | writer.flags))
+    return n
+
+
+@syscall("sendmmsg", note="each message as sendmsg; stops at the first error or short send")
+def sys_sendmmsg(k, t, fd, vec, vlen, flags, *_):
+    desc, sock = _sock(t, fd)
+    if flags & MSG_CMSG_COMPAT:
+        raise fserr(errno.EINVAL)
+    vlen = min(vlen & 0xFFFFFFFF, UIO_MAXIOV)
+    sent, done = t.write_done or (0, 0)  # (messages sent, bytes of the next one) across re-runs
+    flags = s32(flags)
+    while sent < vlen:
+        entry = vec + MMSGHDR_SIZE * sent
+        try:
+            n = _sendmsg(k, t, desc, sock, entry, flags, done)
+        except Block as b:
+            part = t.write_done
+            t.write_done = (sent, part)
+            _mmsg_on_wait(t, b, entry, sent, part)
+            raise
+        except OSError:
+            t.write_done = 0
+            if sent:
+                return sent
+            raise
+        t.thread.write(entry + 56, U32.pack(n))
+        sent, done = sent + 1, 0
+        if n < _MsgHdr(t, entry).size:
+            break
+    t.write_done = 0
+    return sent
+
+
+def _mmsg_on_wait(t, b: Block, entry: int, count: int, part: int) -> None:
+    """A parked sendmmsg/recvmmsg ends, on a signal or timeout, with the
+    messages done so far; a message partly moved counts (its msg_len set)."""
+    if part:
+        b.on_interrupt = lambda task: task.thread.write(entry + 56, U32.pack(part))
+        b.interrupt_result = count + 1
+        b.on_timeout = count + 1
+        return
+    if count:
+        b.interrupt_result = count
+        b.on_timeout = count
+
+
+@syscall("recvmmsg", note="each message as recvmsg; MSG_WAITFORONE; the timeout is checked after "
+                          "each message, as Linux does")
+def sys_recvmmsg(k, t, fd, vec, vlen, flags, timeout, *_):
+    desc, sock = _sock(t, fd)
+    if flags & MSG_CMSG_COMPAT:
+        raise fserr(errno.EINVAL)
+    flags = s32(flags)
+    end = None
+    if timeout:
+        sec, nsec = TIMESPEC.unpack(t.thread.read(timeout, TIMESPEC.size))
+        if sec < 0 or not 0 <= nsec < 10**9:
+            raise fserr(errno.EINVAL)
+        end = t.call_start() + sec * 10**9 + nsec
+    vlen = min(vlen & 0xFFFFFFFF, UIO_MAXIOV)
+    got, done = t.write_done or (0, 0)
+    if not got and not done and not flags & MSG_ERRQUEUE:
+        err = sock.take_error()
+        if err:
+            raise fserr(err)
+    err = 0
+    while got < vlen:
+        entry = vec + MMSGHDR_SIZE * got
+        f = flags & ~MSG_WAITFORONE | (MSG_DONTWAIT if got and flags & MSG_WAITFORONE else 0)
+        try:
+            n = _recvmsg(k, t, desc, sock, entry, f, done)
+        except Block as b:
+            part = t.write_done
+            t.write_done = (got, part)
+            _mmsg_on_wait(t, b, entry, got, part)
+            raise
+        except OSError as e:
+            err = e.errno
+            break
+        t.thread.write(entry + 56, U32.pack(n))
+        got, done = got + 1, 0
+        if end is not None and time.monotonic_ns() >= end:
+            break
+    t.write_done = 0
+    if got == 0:
+        raise fserr(err)
+    if err and err != errno.EAGAIN:
+        sock.stash_error(err)  # reported by the next call, as Linux does
+    if end is not None:
+        left = max(end - time.monotonic_ns(), 0)
+        t.thread.write(timeout, TIMESPEC.pack(left // 10**9, left % 10**9))
+    return got
 
 
 @syscall("shutdown")
@@ -276,52 +502,49 @@ def sys_shutdown(k, t, fd, how, *_):
     _, sock = _sock(t, fd)
     if s32(how) not in (0, 1, 2):
         raise fserr(errno.EINVAL)
-    sock.shutdown(s32(how))
+    sock.shutdown(k, t, s32(how))
     return 0
 
 
-@syscall("getsockopt", support=PARTIAL,
-         note="SO_TYPE, SO_ERROR, SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN, SO_PEERCRED, buffer sizes")
+@syscall("getsockopt", support=PARTIAL, note="SOL_SOCKET in sentry.socketfile (no socket filters, no "
+                                             "SO_PEERSEC/SO_PEERGROUPS/SO_MEMINFO); other levels per family")
 def sys_getsockopt(k, t, fd, level, name, val, lenp, *_):
     _, sock = _sock(t, fd)
-    if level != SOL_SOCKET:
-        raise fserr(errno.ENOPROTOOPT)
     n = I32.unpack(t.thread.read(lenp, 4))[0]
-    if n < 0:
-        raise fserr(errno.EINVAL)
-    if name == SO_PEERCRED:
-        pid, uid, gid = sock.peer_cred or (0, -1, -1)
-        raw = struct.pack("<iii", pid, uid, gid)
-    else:
-        values = {SO_TYPE: sock.stype, SO_DOMAIN: AF_UNIX, SO_PROTOCOL: 0,
-                  SO_SNDBUF: SNDBUF, SO_RCVBUF: SNDBUF, SO_ACCEPTCONN: int(sock.listening)}
-        if name == SO_ERROR:
-            raw = I32.pack(sock.take_error())
-        elif name in values:
-            raw = I32.pack(values[name])
-        else:
-            raise fserr(errno.ENOPROTOOPT)
+    raw = sock.getsockopt(k, t, s32(level), s32(name), n)  # a negative n: EINVAL from the level's code
     n = min(n, len(raw))
-    t.thread.write(val, raw[:n])
+    if n:
+        t.thread.write(val, raw[:n])
     t.thread.write(lenp, I32.pack(n))
     return 0
 
 
-@syscall("setsockopt", support=PARTIAL, note="accepted without effect")
-def sys_setsockopt(k, t, fd, level, name, *_):
-    _sock(t, fd)
+@syscall("setsockopt", support=PARTIAL, note="SOL_SOCKET stored in sentry.socketfile (socket filters are "
+                                             "ENOPROTOOPT); other levels per family")
+def sys_setsockopt(k, t, fd, level, name, val, optlen, *_):
+    _, sock = _sock(t, fd)
+    optlen = s32(optlen)
+    if optlen < 0:
+        raise fserr(errno.EINVAL)
+    try:
+        value = t.thread.read(val, min(optlen, 1 << 16)) if optlen else b""
+    except OSError:
+        value = t.thread.read(val, min(optlen, 16))  # options read only a prefix of a long buffer
+    sock.setsockopt(k, t, s32(level), s32(name), value)
     return 0
 
 
-@syscall("getsockname", "getpeername", note="AF_UNIX names as bound (paths as given to bind)")
+@syscall("getsockname", "getpeername", note="the family's sockaddr")
 def sys_getsockname(k, t, fd, addr, lenp, *_):
     _, sock = _sock(t, fd)
-    if t.syscall_nr == NR_GETPEERNAME:
-        peer = sock.peer
-        if peer is None:
-            raise fserr(errno.ENOTCONN)
-        name = peer.name
-    else:
-        name = sock.name
-    _put_addr(t, addr, lenp, encode_name(name))
+    raw = sock.getpeername(k, t) if t.syscall_nr == NR_GETPEERNAME else sock.getsockname(k, t)
+    _put_addr(t, addr, lenp, raw)
     return 0
+
+
+def _register_unix() -> None:
+    from ..unix import unix_socket
+    register_family(AF_UNIX, unix_socket)
+
+
+_register_unix()
