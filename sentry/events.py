@@ -154,5 +154,7 @@ class EventPoll(FileDescriptionImpl):
         return tuple(qs)
 
     def host_fds(self):
-        return tuple((it.desc.impl.host_fd, POLLIN | POLLOUT) for it in self.interest.values()
-                     if getattr(it.desc.impl, "host_fd", None) is not None)
+        # each host fd for what its interest asks (POLLIN/POLLOUT/POLLPRI), so a
+        # writable fd watched for input does not keep the loop awake
+        return tuple((it.desc.impl.host_fd, it.events & (POLLIN | POLLOUT | POLLPRI))
+                     for it in self.interest.values() if getattr(it.desc.impl, "host_fd", None) is not None)

@@ -33,14 +33,22 @@ def _readiness(desc) -> int:
 
 
 def _block_for(descs, deadline_ns):
+    """descs: (description, the poll events the caller waits for). A host
+    fd is polled for those alone: polling a writable fd for POLLOUT when
+    the caller wants input would wake the loop at once, forever."""
     queues, host = [], []
-    for desc in descs:
+    for desc, events in descs:
         qs = getattr(desc.impl, "wait_queues", None)
         if qs is not None:
             queues.extend(qs())
         hfd = getattr(desc.impl, "host_fd", None)
         if hfd is not None:
-            host.append((hfd, POLLIN | POLLOUT))
+            want = events & (POLLIN | POLLOUT | POLLPRI)
+            if events & (POLLRDNORM | POLLRDBAND):
+                want |= POLLIN
+            if events & (POLLWRNORM | POLLWRBAND):
+                want |= POLLOUT
+            host.append((hfd, want))
         more = getattr(desc.impl, "host_fds", None)  # an epoll watching host fds
         if more is not None:
             host.extend(more())
@@ -62,7 +70,7 @@ def _do_poll(k, t, fds_addr, nfds, deadline_ns):
             if desc is None:
                 revents = POLLNVAL
             else:
-                descs.append(desc[0])
+                descs.append((desc[0], events))
                 revents = _readiness(desc[0]) & (events | ALWAYS)
         if revents:
             count += 1
@@ -112,7 +120,8 @@ def _do_select(k, t, nfds, rset, wset, eset, deadline_ns):
         entry = table.fds.get(fd)
         if entry is None:
             raise fserr(errno.EBADF)
-        descs.append(entry[0])
+        descs.append((entry[0], (POLLIN if sets[0] & bit else 0) | (POLLOUT if sets[1] & bit else 0)
+                      | (POLLPRI if sets[2] & bit else 0)))
         r = _readiness(entry[0])
         if sets[0] & bit and r & (POLLIN | POLLHUP | POLLERR):
             out[0] |= bit
