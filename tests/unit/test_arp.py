@@ -1,17 +1,15 @@
 """The neighbour cache and ARP: states, timeouts, queue and table bounds,
 driven by a manual clock; two Ethernet links joined in memory."""
 import collections
-import heapq
-import itertools
 
 import pytest
 
 from netstack import arp
 from netstack.arp import DELAY, INCOMPLETE, PROBE, REACHABLE, STALE, NeighbourCache
-from netstack.core import Clock
 from netstack.link.ethernet import EthernetLink, ipv4_multicast_mac, ipv6_multicast_mac
 from netstack.wire import arp as wire_arp
 from netstack.wire import ethernet
+from netstack_testkit import ManualClock
 
 SEC = arp.SEC
 A = bytes((10, 0, 0, 1))
@@ -20,36 +18,6 @@ C = bytes((10, 0, 0, 3))
 MAC_A = bytes.fromhex("020000000001")
 MAC_B = bytes.fromhex("020000000002")
 MAC_C = bytes.fromhex("020000000003")
-
-
-class ManualClock(Clock):
-    """Time moves only when the test says; due callbacks run in order."""
-
-    def __init__(self):
-        self.now = 1_000 * SEC
-        self._heap = []
-        self._seq = itertools.count()
-
-    def now_ns(self):
-        return self.now
-
-    def call_at(self, deadline, callback):
-        entry = [deadline, next(self._seq), callback]
-        heapq.heappush(self._heap, entry)
-
-        class Handle:
-            def cancel(self_):
-                entry[2] = None
-        return Handle()
-
-    def advance(self, ns):
-        end = self.now + ns
-        while self._heap and self._heap[0][0] <= end:
-            deadline, _, cb = heapq.heappop(self._heap)
-            self.now = max(self.now, deadline)
-            if cb is not None:
-                cb()
-        self.now = end
 
 
 class Recorder:
