@@ -33,7 +33,8 @@ MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_ERRQUEUE = 0x1, 0x2, 0x20, 0x40,
 SHUT_RD, SHUT_WR = 1, 2         # bits of self.shut (how + 1, as Linux keeps it)
 
 SOL_SOCKET, SOL_UDP, SOL_UDPLITE = 1, 17, 136
-UDPLITE_SEND_CSCOV, UDPLITE_RECV_CSCOV = 10, 11
+UDPLITE_SEND_CSCOV, UDPLITE_RECV_CSCOV, UDP_SEGMENT = 10, 11, 103
+UDP_MAX_SEGMENTS = 128                   # what one GSO send may split into
 SO_REUSEADDR, SO_ERROR, SO_DONTROUTE, SO_BROADCAST = 2, 4, 5, 6
 SO_SNDBUF, SO_RCVBUF, SO_NO_CHECK, SO_REUSEPORT = 7, 8, 11, 15
 SO_BINDTODEVICE, SO_SNDBUFFORCE, SO_RCVBUFFORCE = 25, 32, 33
@@ -43,6 +44,7 @@ IP_RECVTTL, IP_RECVTOS, IP_MTU, IP_FREEBIND, IP_TRANSPARENT = 12, 13, 14, 15, 19
 IP_RECVORIGDSTADDR, IP_NODEFRAG = 20, 22
 IP_MULTICAST_IF, IP_MULTICAST_TTL, IP_MULTICAST_LOOP = 32, 33, 34
 IP_ADD_MEMBERSHIP, IP_DROP_MEMBERSHIP, IP_MULTICAST_ALL = 35, 36, 49
+IPV6_2292PKTINFO, IPV6_2292HOPLIMIT, IPV6_RECVORIGDSTADDR = 2, 8, 74
 IPV6_UNICAST_HOPS, IPV6_MULTICAST_IF, IPV6_MULTICAST_HOPS = 16, 17, 18
 IPV6_MULTICAST_LOOP, IPV6_JOIN_GROUP, IPV6_LEAVE_GROUP = 19, 20, 21
 IPV6_MTU_DISCOVER, IPV6_MTU, IPV6_RECVERR, IPV6_V6ONLY = 23, 24, 25, 26
@@ -70,6 +72,8 @@ _STORED = {
     (IPPROTO_IP, IP_MULTICAST_ALL): 1,
     (IPPROTO_IPV6, IPV6_RECVPKTINFO): 0, (IPPROTO_IPV6, IPV6_RECVHOPLIMIT): 0,
     (IPPROTO_IPV6, IPV6_RECVTCLASS): 0, (IPPROTO_IPV6, IPV6_MULTICAST_LOOP): 1,
+    (IPPROTO_IPV6, IPV6_2292PKTINFO): 0, (IPPROTO_IPV6, IPV6_2292HOPLIMIT): 0,
+    (IPPROTO_IPV6, IPV6_RECVORIGDSTADDR): 0,
     (IPPROTO_IPV6, IPV6_DONTFRAG): 0,
 }
 
@@ -266,6 +270,7 @@ class UDPEndpoint:
         self.tos = 0
         self.tclass = 0
         self.pcslen = self.pcrlen = 0   # UDP-Lite's coverages: always 0 on UDP
+        self.gso_size = 0               # UDP_SEGMENT
         self.mcast_if = b""             # IP_MULTICAST_IF as set
         self.mcast_if6 = 0              # IPV6_MULTICAST_IF
         self.groups: set = set()
@@ -317,6 +322,8 @@ class UDPEndpoint:
                         raise OSError(errno.ENETUNREACH, "source address not ours")
                     local = src
                 elif src != ANY6:
+                    if src[0] == 0xFE and src[1] & 0xC0 == 0x80 and not ifindex:
+                        raise OSError(errno.EINVAL, "link-local source without an interface")
                     if not self.stack.is_local(src) and not self.freebind:
                         raise OSError(errno.EINVAL, "source address not ours")
                     local = src
@@ -401,7 +408,7 @@ class UDPEndpoint:
 
     def send(self, data, flags: int = 0, to=None, ancillary=None) -> int:
         """ancillary: what a send's control messages ask for this datagram
-        alone (docs/netstack.md): "ttl", "tos", "src", "ifindex"."""
+        alone (docs/netstack.md): "ttl", "tos", "src", "ifindex", "gso"."""
         if flags & MSG_OOB:
             raise OSError(errno.EOPNOTSUPP, "no out-of-band data on UDP")
         if self.binding is None:
@@ -430,6 +437,16 @@ class UDPEndpoint:
             raise OSError(errno.EPIPE, "socket shut down for writing")
         if type(data) is not bytes:
             data = bytes(data)      # the loopback peer keeps the object
+        gso = ancillary.get("gso", self.gso_size) if ancillary else self.gso_size
+        if gso:
+            # UDP GSO (udp_send_skb): the data leaves as datagrams of gso bytes
+            if (20 if len(dst) == 4 else 40) + HEADER + gso > route.mtu or n > gso * UDP_MAX_SEGMENTS:
+                raise OSError(errno.EINVAL, "bad segment size")
+            if self.protocol == IPPROTO_UDPLITE:
+                raise OSError(errno.EIO, "no segmentation offload for UDP-Lite")
+            for off in range(0, n, gso):
+                route.send(self.protocol, self._datagram(dport, data[off:off + gso]), ttl, tos)
+            return n
         route.send(self.protocol, self._datagram(dport, data), ttl, tos)
         return n
 
@@ -564,6 +581,8 @@ class UDPEndpoint:
                 return self.pcslen
             if name == UDPLITE_RECV_CSCOV:
                 return self.pcrlen
+            if name == UDP_SEGMENT:
+                return self.gso_size
             raise OSError(errno.ENOPROTOOPT, "protocol not available")
         if level == SOL_SOCKET:
             if name == SO_REUSEADDR:
@@ -658,9 +677,13 @@ class UDPEndpoint:
             raise OSError(errno.ENOPROTOOPT, "protocol not available")
 
     def _set_udp(self, name: int, v: int) -> None:
-        """SOL_UDP / SOL_UDPLITE (one level to Linux): the checksum
-        coverages exist on UDP-Lite alone."""
-        raise OSError(errno.ENOPROTOOPT, "protocol not available")
+        """SOL_UDP / SOL_UDPLITE (one level to Linux): UDP_SEGMENT here,
+        the checksum coverages on UDP-Lite alone."""
+        if name != UDP_SEGMENT:
+            raise OSError(errno.ENOPROTOOPT, "protocol not available")
+        if not 0 <= v <= 0xFFFF:
+            raise OSError(errno.EINVAL, "bad segment size")
+        self.gso_size = v
 
     def _bind_device(self, value) -> None:
         if isinstance(value, int):
@@ -799,7 +822,8 @@ class UDPLiteEndpoint(UDPEndpoint):
 
     def _set_udp(self, name: int, v: int) -> None:
         if name not in (UDPLITE_SEND_CSCOV, UDPLITE_RECV_CSCOV):
-            raise OSError(errno.ENOPROTOOPT, "protocol not available")
+            super()._set_udp(name, v)
+            return
         v = 8 if v != 0 and v < 8 else min(v, 0xFFFF)   # no coverage short of the header
         if name == UDPLITE_SEND_CSCOV:
             self.pcslen, self.send_cc = v, True

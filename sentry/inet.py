@@ -39,6 +39,27 @@ _ENDPOINT_SOL = (SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, SO_BROADCAST, SO_OOBI
                  SO_SNDBUF, SO_RCVBUF)
 UNCONNECTED, CONNECTING, CONNECTED = 0, 1, 2
 
+# Control messages (net/ipv4/ip_sockglue.c, net/ipv6/datagram.c)
+SOL_UDP, UDP_SEGMENT = 17, 103
+IP_TOS, IP_TTL, IP_RETOPTS, IP_PKTINFO, IP_RECVTTL, IP_RECVTOS = 1, 2, 7, 8, 12, 13
+IP_ORIGDSTADDR, IP_PROTOCOL = 20, 52                   # IP_RECVORIGDSTADDR is IP_ORIGDSTADDR
+IPV6_2292PKTINFO, IPV6_2292HOPLIMIT, IPV6_FLOWINFO = 2, 8, 11
+IPV6_RECVPKTINFO, IPV6_PKTINFO, IPV6_RECVHOPLIMIT, IPV6_HOPLIMIT = 49, 50, 51, 52
+IPV6_DONTFRAG, IPV6_RECVTCLASS, IPV6_TCLASS, IPV6_ORIGDSTADDR = 62, 66, 67, 74
+I32 = struct.Struct("<i")
+IN_PKTINFO = struct.Struct("<i4s4s")      # ipi_ifindex, ipi_spec_dst, ipi_addr
+IN6_PKTINFO = struct.Struct("<16si")      # ipi6_addr, ipi6_ifindex
+TIMESTAMP = struct.Struct("<qq")          # timeval or timespec (old and new alike on 64-bit)
+TX_RECORD_MASK = 0x303 | 1 << 18          # SOF_TIMESTAMPING_TX_RECORD_MASK
+TC_PRIO_INTERACTIVE = 6
+_TSTAMP_OPTS = (SO_TIMESTAMP_OLD, SO_TIMESTAMPNS_OLD, SO_TIMESTAMP_NEW, SO_TIMESTAMPNS_NEW)
+# The receive options that ask for control messages (the endpoint keeps them)
+_RX_OPTS = ((IPPROTO_IP, IP_PKTINFO), (IPPROTO_IP, IP_RECVTTL), (IPPROTO_IP, IP_RECVTOS),
+            (IPPROTO_IP, IP_ORIGDSTADDR), (IPPROTO_IPV6, IPV6_RECVPKTINFO),
+            (IPPROTO_IPV6, IPV6_RECVHOPLIMIT), (IPPROTO_IPV6, IPV6_RECVTCLASS),
+            (IPPROTO_IPV6, IPV6_2292PKTINFO), (IPPROTO_IPV6, IPV6_2292HOPLIMIT),
+            (IPPROTO_IPV6, IPV6_ORIGDSTADDR))
+
 
 def stack_of(k):
     """The sandbox's netstack, made with loopback alone if the sandbox's
@@ -142,6 +163,8 @@ class InetSocket(SocketFile):
         self.family = family
         self.ep = ep
         self.sstate = UNCONNECTED
+        self._rx: frozenset = frozenset()     # the _RX_OPTS the endpoint has on
+        self._tstamp: tuple | None = None     # (nanoseconds, new) of SO_TIMESTAMP*
 
     # --- addresses ---
     def bind(self, k, t, raw: bytes) -> None:
@@ -210,6 +233,7 @@ class InetSocket(SocketFile):
         sock.sstate = CONNECTED
         # an accepted socket inherits the listener's socket-level options
         sock.opts = dict(self.opts)
+        sock._tstamp = self._tstamp
         sock.sndbuf, sock.rcvbuf, sock.linger = self.sndbuf, self.rcvbuf, self.linger
         try:
             peer = encode(self.family, *ep.getpeername())
@@ -226,15 +250,156 @@ class InetSocket(SocketFile):
         if raw_to is not None and self.stype != SOCK_STREAM:
             if _family_of(raw_to) != AF_UNSPEC or self.family == AF_INET6:
                 to = decode(self.family, raw_to)
+        if control:
+            if self.stype == SOCK_STREAM:
+                try:  # tcp_sendmsg: SOL_SOCKET ones are checked, any failure is EINVAL
+                    for level, ctype, payload in control:
+                        if level == SOL_SOCKET:
+                            _socket_cmsg(self, t, ctype, payload)
+                except OSError:
+                    raise fserr(errno.EINVAL) from None
+            else:
+                dst = to[0] if to is not None else self._peer_addr()
+                if dst is not None:  # else the endpoint's EDESTADDRREQ comes first
+                    anc = self._send_control(t, control, dst)
+                    if anc:
+                        return _netstack_call(self.ep.send, data, flags, to, anc)
         return _netstack_call(self.ep.send, data, flags, to)
 
     def recvmsg(self, k, t, size: int, flags: int):
         data, full, sender = _netstack_call(self.ep.recv, size, flags)
         if self.stype == SOCK_STREAM:  # MSG_TRUNC on a stream: what was discarded
-            return data, full if flags & MSG_TRUNC else len(data), None, [], 0
+            # tcp_recv_timestamp: the stamp of the data read, here the time it is read
+            control = [self._timestamp(None)] if self._tstamp is not None and full else []
+            return data, full if flags & MSG_TRUNC else len(data), None, control, 0
         ret = full if flags & MSG_TRUNC else len(data)
         raw_from = encode(self.family, *sender) if sender is not None else None
-        return data, ret, raw_from, [], MSG_TRUNC if full > len(data) else 0
+        control = self._recv_control() if sender is not None and (self._rx or self._tstamp) else []
+        return data, ret, raw_from, control, MSG_TRUNC if full > len(data) else 0
+
+    # --- control messages ---
+    def _peer_addr(self) -> bytes | None:
+        try:
+            return self.ep.getpeername()[0]
+        except OSError:
+            return None
+
+    def _send_control(self, t, control: list, dst: bytes) -> dict:
+        """What a datagram's control messages ask for it alone, as the
+        endpoint's send takes it ("ttl", "tos", "src", "ifindex", "gso"), checked
+        as Linux does: SOL_UDP first over all (udp_cmsg_send), then in
+        order ip_cmsg_send for an IPv4 destination (an AF_INET6 socket's
+        v4-mapped one too: it may pass IPV6_PKTINFO) or
+        ip6_datagram_send_ctl for an IPv6 one. Other levels are ignored."""
+        anc: dict = {}
+        if self.protocol in (IPPROTO_UDP, IPPROTO_UDPLITE):
+            for level, ctype, p in control:
+                if level == SOL_UDP:
+                    if ctype != UDP_SEGMENT or len(p) != 2:
+                        raise fserr(errno.EINVAL)
+                    anc["gso"] = int.from_bytes(p, "little")
+        v4 = self.family == AF_INET or dst[:12] == core.V4MAPPED
+        for level, ctype, p in control:
+            if level == SOL_SOCKET:
+                _socket_cmsg(self, t, ctype, p)
+            elif v4 and level == IPPROTO_IPV6 and ctype == IPV6_PKTINFO and self.family == AF_INET6:
+                if len(p) < IN6_PKTINFO.size:
+                    raise fserr(errno.EINVAL)
+                addr, ifindex = IN6_PKTINFO.unpack_from(p)
+                if addr[:12] != core.V4MAPPED:
+                    raise fserr(errno.EINVAL)
+                if ifindex:
+                    anc["ifindex"] = ifindex
+                anc["src"] = addr[12:]
+            elif v4 and level == IPPROTO_IP:
+                _ip_cmsg(anc, ctype, p)
+            elif not v4 and level == IPPROTO_IPV6:
+                _ipv6_cmsg(anc, ctype, p)
+        return anc
+
+    def _recv_control(self) -> list:
+        """The control messages of the datagram just received, in Linux's
+        order: the timestamp (sock_recv_cmsgs), IPV6_PKTINFO on an AF_INET6
+        socket (ip6_datagram_recv_common_ctl), then ip_cmsg_recv's for an
+        IPv4 packet or ip6_datagram_recv_specific_ctl's for an IPv6 one."""
+        out = []
+        ep = self.ep
+        if self._tstamp is not None:
+            out.append(self._timestamp(ep.last_stamp_ns))
+        rx = self._rx
+        info = ep.last_info
+        if not rx or info is None:
+            return out
+        ifindex = info.nic.index if info.nic is not None else 0
+        if (IPPROTO_IPV6, IPV6_RECVPKTINFO) in rx:
+            out.append((IPPROTO_IPV6, IPV6_PKTINFO, IN6_PKTINFO.pack(core.to_v6(info.dst), ifindex)))
+        # the original destination's port is the socket's own (not so for ping)
+        udp = self.protocol in (IPPROTO_UDP, IPPROTO_UDPLITE)
+        if len(info.dst) == 4:
+            if (IPPROTO_IP, IP_PKTINFO) in rx:
+                out.append((IPPROTO_IP, IP_PKTINFO, IN_PKTINFO.pack(ifindex, self._spec_dst(info), info.dst)))
+            if (IPPROTO_IP, IP_RECVTTL) in rx:
+                out.append((IPPROTO_IP, IP_TTL, I32.pack(info.ttl)))
+            if (IPPROTO_IP, IP_RECVTOS) in rx:
+                out.append((IPPROTO_IP, IP_TOS, bytes((info.tos,))))
+            if (IPPROTO_IP, IP_ORIGDSTADDR) in rx and udp:
+                out.append((IPPROTO_IP, IP_ORIGDSTADDR, encode(AF_INET, info.dst, ep.getsockname()[1])))
+            return out
+        if (IPPROTO_IPV6, IPV6_RECVHOPLIMIT) in rx:
+            out.append((IPPROTO_IPV6, IPV6_HOPLIMIT, I32.pack(info.ttl)))
+        if (IPPROTO_IPV6, IPV6_RECVTCLASS) in rx:
+            out.append((IPPROTO_IPV6, IPV6_TCLASS, I32.pack(info.tos)))
+        if (IPPROTO_IPV6, IPV6_2292PKTINFO) in rx:
+            out.append((IPPROTO_IPV6, IPV6_2292PKTINFO, IN6_PKTINFO.pack(info.dst, ifindex)))
+        if (IPPROTO_IPV6, IPV6_2292HOPLIMIT) in rx:
+            out.append((IPPROTO_IPV6, IPV6_2292HOPLIMIT, I32.pack(info.ttl)))
+        if (IPPROTO_IPV6, IPV6_ORIGDSTADDR) in rx and udp:
+            scope = ifindex if info.dst[:2] == b"\xfe\x80" else 0
+            out.append((IPPROTO_IPV6, IPV6_ORIGDSTADDR, SIN6.pack(
+                AF_INET6, ep.getsockname()[1].to_bytes(2, "big"), bytes(4), info.dst, scope)))
+        return out
+
+    def _timestamp(self, stamp_ns: int | None) -> tuple:
+        """SCM_TIMESTAMP(NS) of a packet that arrived at stamp_ns on the
+        stack's clock (None: now), in wall-clock time."""
+        ns, new = self._tstamp
+        when = time.time_ns()
+        if stamp_ns is not None:
+            when -= stack_of(self.kernel).clock.now_ns() - stamp_ns
+        sec, frac = divmod(when, 1_000_000_000)
+        kind = (SO_TIMESTAMPNS_NEW if new else SO_TIMESTAMPNS_OLD) if ns else \
+            (SO_TIMESTAMP_NEW if new else SO_TIMESTAMP_OLD)
+        return (SOL_SOCKET, kind, TIMESTAMP.pack(sec, frac if ns else frac // 1000))
+
+    def _spec_dst(self, info) -> bytes:
+        """fib_compute_spec_dst: the address a reply would come from, the
+        packet's destination when that is one of ours."""
+        stack = stack_of(self.kernel)
+        if stack.is_local(info.dst) and not stack.is_broadcast(info.dst):
+            return info.dst
+        try:
+            return stack.route(info.src).local
+        except OSError:
+            return core.ANY4
+
+    def _set_tstamp(self, name: int, value: bytes) -> None:
+        """sock_set_timestamp: SO_TIMESTAMP* on asks for that kind (the last
+        one set wins), off turns any off."""
+        if I32.unpack_from(value)[0]:
+            self._tstamp = (name in (SO_TIMESTAMPNS_OLD, SO_TIMESTAMPNS_NEW),
+                            name in (SO_TIMESTAMP_NEW, SO_TIMESTAMPNS_NEW))
+        else:
+            self._tstamp = None
+
+    def _rx_flags(self) -> frozenset:
+        on = set()
+        for level, name in _RX_OPTS:
+            try:
+                if self.ep.getsockopt(level, name):
+                    on.add((level, name))
+            except OSError:
+                pass
+        return frozenset(on)
 
     # --- state ---
     def take_error(self) -> int:
@@ -259,15 +424,102 @@ class InetSocket(SocketFile):
     def setsockopt(self, k, t, level: int, name: int, value: bytes) -> None:
         if level == SOL_SOCKET:
             super().setsockopt(k, t, level, name, value)  # checks and stores it
+            if name in _TSTAMP_OPTS:
+                self._set_tstamp(name, value)
             if name not in _ENDPOINT_SOL:
                 return
         self.ep.setsockopt(level, name, value)  # the protocol acts on the guest's own bytes
+        if (level, name) in _RX_OPTS:
+            self._rx = self._rx_flags()
 
     def getsockopt(self, k, t, level: int, name: int, optlen: int) -> bytes:
         if level == SOL_SOCKET:
             return super().getsockopt(k, t, level, name, optlen)
         v = self.ep.getsockopt(level, name)
         return struct.pack("<i", v) if isinstance(v, int) else v
+
+
+def _socket_cmsg(sock, t, ctype: int, p) -> None:
+    """__sock_cmsg_send: the SOL_SOCKET messages an inet send may carry
+    (SCM_RIGHTS and SCM_CREDENTIALS are unix's: ignored here)."""
+    if ctype == SO_MARK:
+        if not privileged(t):
+            raise fserr(errno.EPERM)
+        if len(p) != 4:
+            raise fserr(errno.EINVAL)
+    elif ctype == SO_PRIORITY:
+        if len(p) != 4:
+            raise fserr(errno.EINVAL)
+        if I32.unpack(p)[0] & 0xFFFFFFFF > TC_PRIO_INTERACTIVE and not privileged(t):
+            raise fserr(errno.EPERM)
+    elif ctype in (SO_TIMESTAMPING_OLD, SO_TIMESTAMPING_NEW):
+        if len(p) != 4 or I32.unpack(p)[0] & ~TX_RECORD_MASK:
+            raise fserr(errno.EINVAL)
+    elif ctype == SO_TXTIME:  # SCM_TXTIME
+        if SO_TXTIME not in sock.opts or len(p) != 8:
+            raise fserr(errno.EINVAL)
+    elif ctype not in (SCM_RIGHTS, SCM_CREDENTIALS):
+        raise fserr(errno.EINVAL)
+
+
+def _int_in(p, low: int, high: int) -> int:
+    """A message holding exactly one int within [low, high]; else EINVAL."""
+    if len(p) != 4:
+        raise fserr(errno.EINVAL)
+    v = I32.unpack(p)[0]
+    if not low <= v <= high:
+        raise fserr(errno.EINVAL)
+    return v
+
+
+def _ip_cmsg(anc: dict, ctype: int, p) -> None:
+    """ip_cmsg_send's SOL_IP messages."""
+    if ctype == IP_PKTINFO:
+        if len(p) != IN_PKTINFO.size:
+            raise fserr(errno.EINVAL)
+        ifindex, spec_dst, _ = IN_PKTINFO.unpack(p)
+        if ifindex:
+            anc["ifindex"] = ifindex
+        anc["src"] = spec_dst           # replaces the bound address, even with 0.0.0.0
+    elif ctype == IP_TTL:
+        anc["ttl"] = _int_in(p, 1, 255)
+    elif ctype == IP_TOS:
+        anc["tos"] = p[0] if len(p) == 1 else _int_in(p, 0, 255)
+    elif ctype == IP_PROTOCOL:
+        _int_in(p, 1, 255)              # a raw socket's; UDP has no use for it
+    elif ctype == IP_RETOPTS:
+        # IP options are not sent; only the no-op ones (EOL, NOP) pass
+        if any(b not in (0, 1) for b in p[:40]):
+            raise fserr(errno.EINVAL)
+    else:
+        raise fserr(errno.EINVAL)
+
+
+def _ipv6_cmsg(anc: dict, ctype: int, p) -> None:
+    """ip6_datagram_send_ctl's SOL_IPV6 messages (hop limit -1: the default).
+    Extension headers (HOPOPTS, DSTOPTS, RTHDR) are not sent: EINVAL."""
+    if ctype in (IPV6_PKTINFO, IPV6_2292PKTINFO):
+        if len(p) < IN6_PKTINFO.size:
+            raise fserr(errno.EINVAL)
+        addr, ifindex = IN6_PKTINFO.unpack_from(p)
+        if ifindex:
+            anc["ifindex"] = ifindex
+        if addr != core.ANY6:
+            anc["src"] = addr
+    elif ctype in (IPV6_HOPLIMIT, IPV6_2292HOPLIMIT):
+        v = _int_in(p, -1, 255)
+        if v >= 0:
+            anc["ttl"] = v
+    elif ctype == IPV6_TCLASS:
+        # -1 is not the socket's value here: Linux's cork keeps it as a u8 (0xff)
+        anc["tos"] = _int_in(p, -1, 255) & 0xFF
+    elif ctype == IPV6_DONTFRAG:
+        _int_in(p, 0, 1)                # as the socket option, not acted on
+    elif ctype == IPV6_FLOWINFO:
+        if len(p) < 4:                  # flow labels are not sent
+            raise fserr(errno.EINVAL)
+    else:
+        raise fserr(errno.EINVAL)
 
 
 def register() -> None:

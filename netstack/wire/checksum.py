@@ -45,4 +45,7 @@ def pseudo_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
     the same words-sum: addresses + protocol + length (a 32-bit length's
     halves add the same modulo 0xFFFF as the whole). The result is small
     (under 2**33), so callers may add to it freely."""
-    return _from_bytes(src + dst, "big") % 0xFFFF + proto + length
+    n = _from_bytes(src + dst, "big")
+    r = n % 0xFFFF
+    # addresses summing to a multiple of 0xFFFF are "negative zero", as in ones_sum
+    return (0xFFFF if r == 0 and n else r) + proto + length

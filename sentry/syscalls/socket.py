@@ -106,14 +106,16 @@ class _MsgHdr:
         """The destination a send names (None: none)."""
         return _read_addr(t, self.name, self.namelen) if self.name and self.namelen else None
 
-    def control_in(self, k, t) -> list:
-        """The control messages a send carries, fds turned into descriptions."""
+    def control_in(self, k, t, scm: bool = True) -> list:
+        """The control messages a send carries, fds turned into descriptions
+        (scm: the family runs __scm_send; others, inet, see raw bytes)."""
         n = self.controllen
         if n > 0x7FFFFFFF or n >= cmsg.OPTMEM_MAX:
             raise fserr(errno.ENOBUFS)
         if not n:
             return []
-        return cmsg.from_guest(k, t, cmsg.parse(t.thread.read(self.control, n)))
+        messages = cmsg.parse(t.thread.read(self.control, n))
+        return cmsg.from_guest(k, t, messages) if scm else messages
 
 
 def _clip(vecs) -> tuple[list, int]:
@@ -366,7 +368,9 @@ def sys_recvfrom(k, t, fd, buf, length, flags, addr, addrlen):
     return n
 
 
-@syscall("sendmsg", support=PARTIAL, note="SCM_RIGHTS and SCM_CREDENTIALS (per family), SIGPIPE unless "
+@syscall("sendmsg", support=PARTIAL, note="SCM_RIGHTS and SCM_CREDENTIALS (per family); inet: IP_TTL, "
+                                          "IP_TOS, IP_PKTINFO, IPV6_HOPLIMIT/TCLASS/PKTINFO, UDP_SEGMENT "
+                                          "(no IP options or IPv6 extension headers); SIGPIPE unless "
                                           "MSG_NOSIGNAL; no MSG_OOB on AF_UNIX")
 def sys_sendmsg(k, t, fd, msg, flags, *_):
     desc, sock = _sock(t, fd)
@@ -378,14 +382,15 @@ def sys_sendmsg(k, t, fd, msg, flags, *_):
 def _sendmsg(k, t, desc, sock, msg, flags, done=0) -> int:
     hdr = _MsgHdr(t, msg)
     to = hdr.to(t)
-    control = hdr.control_in(k, t)
+    control = hdr.control_in(k, t, sock.scm_capable)
     return _send(k, t, desc, sock, lambda off, n: _gather(t, hdr.vecs, off, n), hdr.size, to, control,
                  flags, done)
 
 
 @syscall("recvmsg", support=PARTIAL, note="SCM_RIGHTS (MSG_CMSG_CLOEXEC), SCM_CREDENTIALS, MSG_CTRUNC, "
-                                          "MSG_TRUNC, MSG_WAITALL, SO_RCVTIMEO; no SCM_TIMESTAMP, SCM_PIDFD, "
-                                          "MSG_OOB on AF_UNIX")
+                                          "MSG_TRUNC, MSG_WAITALL, SO_RCVTIMEO; inet: SCM_TIMESTAMP(NS), "
+                                          "IP_PKTINFO/TTL/TOS/ORIGDSTADDR, IPV6_PKTINFO/HOPLIMIT/TCLASS/"
+                                          "ORIGDSTADDR; no SCM_TIMESTAMPING, SCM_PIDFD, MSG_OOB on AF_UNIX")
 def sys_recvmsg(k, t, fd, msg, flags, *_):
     desc, sock = _sock(t, fd)
     if flags & MSG_CMSG_COMPAT:
