@@ -94,6 +94,7 @@ class Kernel:
         self.pidns = PIDNamespace()
         self.by_host: dict[int, Task] = {}
         self.ready = collections.deque()   # (task, set_rax, rax, sig)
+        self.running: set[Task] = set()    # tasks with on_cpu set
         self.woken = collections.deque()   # Parked records to retry
         self.timers: list = []             # heap of (deadline_ns, seq, Parked)
         self.host_waits: dict[int, list] = {}  # host fd -> [(events, Parked)]
@@ -194,6 +195,7 @@ class Kernel:
         status = plat.status
         out = plat.out
         ready = self.ready
+        running = self.running
         pt_step = lib.pt_step
         unpack = ffi.unpack
         try:
@@ -207,12 +209,18 @@ class Kernel:
                             not (t.pending_signals | t.tg.pending_signals) & ~t.sigmask:
                         ready.popleft()
                         t.on_cpu = True
+                        running.add(t)
                         wpid = pt_step(t.thread.pid, set_rax, rax, SYSEMU, sig, 1, status, out)
                         if wpid > 0:
+                            if len(running) > 1:  # _first_stop, inline
+                                wpid = plat.take_first(wpid)
+                            else:
+                                plat.first_stop = -1
                             t = self.by_host.get(wpid)
                             if t is None:
                                 continue
                             t.on_cpu = False
+                            running.discard(t)
                             if status[0] & 0xFFFF == 0x857F:  # syscall stop
                                 a = unpack(out, 10)
                                 if a[9] == AUDIT_ARCH_X86_64 and a[0] < 0x40000000:
@@ -244,6 +252,7 @@ class Kernel:
                         if not t.alive:
                             continue
                     t.on_cpu = True
+                    running.add(t)
                     if not self.ready and not self.woken and not self.timers and not self.host_waits \
                             and not self.watches:
                         fused = (t, set_rax, rax, sig)
@@ -268,11 +277,15 @@ class Kernel:
                     wpid = plat.step(0, 0, 0, 0, 0, True)
                 if wpid <= 0:
                     continue
+                if plat.reaped:
+                    plat.reaped = False
+                    wpid = self._first_stop(wpid)
                 t = self.by_host.get(wpid)
                 st = status[0]
                 if t is None:
                     continue  # a host thread we already buried (killed group)
                 t.on_cpu = False
+                running.discard(t)
                 if (st & 0xFF) == 0x7F and (st >> 8) & 0xFF == SYSCALL_STOP:
                     if out[9] != AUDIT_ARCH_X86_64 or out[0] >= 0x40000000:
                         # i386 (int 0x80) or x32 entry: refused, never emulated
@@ -285,6 +298,16 @@ class Kernel:
         finally:
             self.shutdown()
         return self.exit_status
+
+    def _first_stop(self, wpid: int) -> int:
+        """wpid's stop was just taken from the host. If other tasks ran
+        meanwhile, their stops may be waiting too, and waitpid's order is
+        not the order they stopped in: serve the first first (their calls
+        may race on the same objects, as a close and a use of one fd)."""
+        if len(self.running) > 1:
+            return self.platform.take_first(wpid)
+        self.platform.first_stop = -1  # took_stop(), inline: this runs at every stop
+        return wpid
 
     def syscall(self, t: Task, nr: int, args: tuple, retry: bool = False) -> None:
         self.current = t
@@ -506,10 +529,7 @@ class Kernel:
             if fd == self.wake_r:
                 continue  # self.poked says it; _run_pokes drains the pipe
             if fd == plat.sigchld_fd:
-                try:
-                    os.read(fd, 4096)
-                except BlockingIOError:
-                    pass
+                plat.read_sigchld()
                 continue
             for _, rec in list(self.host_waits.get(fd, [])):
                 rec.callback()
@@ -570,6 +590,8 @@ class Kernel:
         if not t.alive:
             return
         t.alive = False
+        self.running.discard(t)
+        self.platform.forget(t.thread.pid)
         if t.parked is not None:
             self._unpark(t.parked)
         t.thread.forget_mm()  # its /proc/pid/mem fd

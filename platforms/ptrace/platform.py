@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 import time
 
 from .. import platform as P
@@ -21,6 +22,8 @@ from .images import ImageStore
 from .stub import GADGET, NULLS, STUB_BASE, STUB_SIZE, stub_memfd
 
 SYSCALL_STOP = 0x80 | 5  # SIGTRAP | 0x80 with PTRACE_O_TRACESYSGOOD
+SYSCALL_STOP_STATUS = SYSCALL_STOP << 8 | 0x7F  # its wait status (low 16 bits)
+SSI_PID = struct.Struct("<I")  # struct signalfd_siginfo's ssi_pid, at offset 12
 OPTIONS = (lib.PTRACE_O_TRACESYSGOOD | lib.PTRACE_O_EXITKILL | lib.PTRACE_O_TRACEEXEC
            | lib.PTRACE_O_TRACECLONE | lib.PTRACE_O_TRACEFORK | lib.PTRACE_O_TRACEVFORK)
 
@@ -210,6 +213,15 @@ class PtracePlatform(P.Platform):
         self.out = ffi.new("unsigned long[10]")
         self.status = ffi.new("int *")
         self.sigchld_fd = _check(lib.pt_sigchld_fd(), "signalfd")
+        # Which stop came first (see take_first): the host tid the SIGCHLD
+        # read since the last sweep named; 0: none yet; -1: a stop was
+        # taken since the last read (not by a sweep), so the SIGCHLD
+        # pending may be its own and says nothing.
+        self.first_stop = -1
+        self.stop_info: dict[int, tuple] = {}  # pid -> syscall info of its queued syscall stop
+        self.status2 = ffi.new("int *")  # a sweep's stops land here
+        self.out2 = ffi.new("unsigned long[10]")
+        self.reaped = False  # step's event was taken from the host now (not from self.pending)
         self.threads: dict[int, PtraceThread] = {}
         self.last_new_child = 0
         self.str_buf = ffi.new("char[]", 4096)  # reused by read_cstr (one thread)
@@ -269,6 +281,9 @@ class PtracePlatform(P.Platform):
         q = self.pending.get(pid)
         if q:
             status = q.pop(0)
+            if not q:
+                del self.pending[pid]
+            self.stop_info.pop(pid, None)
         else:
             while True:
                 try:
@@ -278,6 +293,7 @@ class PtracePlatform(P.Platform):
                     raise GuestGone(pid, 0x9) from None
                 except InterruptedError:
                     continue
+            self.took_stop()
         if (status & 0x7F) != 0x7F and (status & 0xFF) != 0x7F:
             # exited or killed while we were driving it
             self.pending.setdefault(pid, []).insert(0, status)
@@ -296,11 +312,72 @@ class PtracePlatform(P.Platform):
             self.status[0] = q.pop(0)
             if not q:
                 del self.pending[wpid]
+            if self.status[0] & 0xFFFF == SYSCALL_STOP_STATUS and wpid in self.stop_info:
+                self.out[0:10] = self.stop_info.pop(wpid)  # a syscall stop a sweep queued
+            self.reaped = False
             return wpid
         r = lib.pt_step(pid, set_rax, rax, req, sig, 1 if block else 0, self.status, self.out)
         if r == -errno.EINTR:
             return 0
+        self.reaped = r > 0
         return _check(r, "ptrace step")
+
+    # --- the order of stops ---
+    # waitpid(-1) reports a thread group leader (a child of ours) before
+    # the other threads (tracees), and newer tracees before older ones,
+    # whenever they stopped: on the one CPU, a thread could stop in a call
+    # and wait while the leader ran on and had a later call served first.
+    # A SIGCHLD goes with every stop and is not queued again while one is
+    # pending, so a read names the first stop since the previous read.
+    def took_stop(self) -> None:
+        """A stop was taken outside a sweep: the SIGCHLD pending may be
+        its own."""
+        self.first_stop = -1
+
+    def read_sigchld(self) -> None:
+        """Drain the SIGCHLD signalfd, keeping the first stopper it names
+        when that can be trusted."""
+        try:
+            raw = os.read(self.sigchld_fd, 128)
+        except (BlockingIOError, InterruptedError):
+            raw = b""
+        if self.first_stop < 0:
+            self.first_stop = 0
+        elif raw and not self.first_stop:
+            self.first_stop = SSI_PID.unpack_from(raw, 12)[0]
+
+    def take_first(self, wpid: int) -> int:
+        """wpid's stop was just taken (self.status, self.out) while other
+        guest threads ran: take the stops already waiting too and return
+        the pid of the one that came first, its stop now in self.status
+        and self.out; the others wait in self.pending, in the kernel's
+        order, ahead of anything later."""
+        self.read_sigchld()  # before the sweep: a stop after it is the next read's
+        first, self.first_stop = self.first_stop, 0
+        taken = []
+        while (r := lib.pt_step(0, 0, 0, 0, 0, 0, self.status2, self.out2)) > 0:
+            taken.append((r, self.status2[0], tuple(self.out2[0:10])))
+        if not taken:
+            return wpid
+        # A stop the sweep took may have come after the read: its SIGCHLD
+        # is stale; one not taken is the first of those still to come.
+        self.read_sigchld()
+        if any(e[0] == self.first_stop for e in taken):
+            self.first_stop = 0
+        taken.insert(0, (wpid, self.status[0], tuple(self.out[0:10])))
+        pick = next((i for i, e in enumerate(taken) if e[0] == first), 0)
+        pid, self.status[0], self.out[0:10] = taken.pop(pick)
+        for other, status, info in taken:
+            self.pending.setdefault(other, []).append(status)
+            if status & 0xFFFF == SYSCALL_STOP_STATUS:
+                self.stop_info[other] = info
+        return pid
+
+    def forget(self, pid: int) -> None:
+        """pid's task is gone for the sentry: stops queued for it are
+        void (after a non-leader's exec its pid may name another)."""
+        self.pending.pop(pid, None)
+        self.stop_info.pop(pid, None)
 
     def resume(self, pid: int, set_rax: int, rax: int, req: int, sig: int) -> None:
         _check(lib.pt_resume(pid, set_rax, rax, req, sig), "ptrace resume")
