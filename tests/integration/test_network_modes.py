@@ -174,16 +174,21 @@ def test_sandbox_namespace_pings_and_fetches_from_the_guest():
 @pytest.mark.skipif(not os.path.exists("/usr/bin/iperf3"), reason="needs iperf3")
 def test_sandbox_iperf3_server_against_a_host_client():
     """iperf3 -s in the sandbox, the host kernel's iperf3 -c in the
-    namespace: the run completes and the receiver got what the sender
-    wrote (less what was still in flight when the sender's clock ran out)."""
-    with sandbox(["/usr/bin/iperf3", "-s", "-1", "-J"], do_opts=["--network=sandbox"]) as p:
-        ns = wait_for(lambda: namespaces(p.pid))[0]
-        client = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(
-            ns_run(ns, ["iperf3", "-c", GUEST_ADDR, "-t", "2", "-J"], timeout=60)), timeout=60, step=0.5)
-        out, _ = p.communicate(timeout=60)
+    namespace: the client's run completes, and the server's own count of
+    bytes received (which the client reports after the results exchange)
+    is what the sender wrote, less what was in flight when its clock ran
+    out; the one-off server then exits by itself."""
     import json
-    sent = json.loads(client.stdout)["end"]["sum_sent"]["bytes"]
-    got = json.loads(out)["end"]["sum_received"]["bytes"]
+    with sandbox(["/usr/bin/iperf3", "-s", "-1"], do_opts=["--network=sandbox"]) as p:
+        ns = wait_for(lambda: namespaces(p.pid))[0]
+
+        def run_client():  # until the server listens (iperf3 -J reports errors with status 0)
+            r = ns_run(ns, ["iperf3", "-c", GUEST_ADDR, "-t", "2", "-J"], timeout=60)
+            return r if r.returncode == 0 and b'"error"' not in r.stdout else None
+        client = wait_for(run_client, timeout=60, step=0.5)
+        assert p.wait(timeout=60) == 0
+    end = json.loads(client.stdout)["end"]
+    sent, got = end["sum_sent"]["bytes"], end["sum_received"]["bytes"]
     assert sent > 0 and 0.9 * sent <= got <= sent
 
 
