@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import socket
+
+import pytest
 
 from netstack.core import Clock
 from netstack.stack import Stack
@@ -97,3 +100,14 @@ def joined_stacks(mtu=1500, clock=None):
     a.add_address(na, A6, 64)
     b.add_address(nb, B6, 64)
     return a, b, la, lb
+
+
+def raw_socket(family, proto):
+    """A raw socket on the host kernel (tests that check our packets
+    against it), with a 2 s timeout; skips the test without CAP_NET_RAW."""
+    try:
+        s = socket.socket(family, socket.SOCK_RAW, proto)
+    except PermissionError:
+        pytest.skip("raw sockets need CAP_NET_RAW")
+    s.settimeout(2)
+    return s

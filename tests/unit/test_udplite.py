@@ -19,7 +19,7 @@ from netstack.udp import (SOL_UDP, SOL_UDPLITE, UDPLITE_RECV_CSCOV, UDPLITE_SEND
 from netstack.wire import ipv4 as wire4
 from netstack.wire import ipv6 as wire6
 from netstack.wire.udp import HEADER, IPPROTO_UDPLITE, LiteDatagram, parse_lite
-from netstack_testkit import A4, A6, B4, B6, ManualClock, joined_stacks
+from netstack_testkit import A4, A6, B4, B6, ManualClock, joined_stacks, raw_socket
 
 LO = {AF_INET: LOOPBACK4, AF_INET6: LOOPBACK6}
 
@@ -211,15 +211,6 @@ def test_wire_form_carries_the_coverage():
 
 
 # --- the host kernel -------------------------------------------------------------
-
-def raw_socket(family, proto):
-    try:
-        s = socket.socket(family, socket.SOCK_RAW, proto)
-    except PermissionError:
-        pytest.skip("raw sockets need CAP_NET_RAW")
-    s.settimeout(2)
-    return s
-
 
 def kernel_lite(family, host):
     try:

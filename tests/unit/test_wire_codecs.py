@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from netstack.core import Malformed
 from netstack.wire import arp, checksum as ck, ethernet, icmp, ipv4, ipv6, udp
+from netstack_testkit import raw_socket
 
 SETTINGS = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -507,15 +508,6 @@ def test_fuzz_mutated_packets(packet, flips, cut, tail):
 
 
 # ---------------------------------------------------------------- the host kernel
-
-def raw_socket(family, proto):
-    try:
-        s = socket.socket(family, socket.SOCK_RAW, proto)
-    except PermissionError:
-        pytest.skip("raw sockets need CAP_NET_RAW")
-    s.settimeout(2)
-    return s
-
 
 def udp_receiver(family, host):
     u = socket.socket(family, socket.SOCK_DGRAM)
