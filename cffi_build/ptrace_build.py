@@ -239,13 +239,13 @@ static long pt_mem_read_cstr(int memfd, unsigned long addr, char *buf, unsigned 
 }
 
 /* Kill on any ABI but x86-64 and on x32 numbers; allow only the listed
-   x86-64 calls (the ones the sentry injects); kill on anything else. Under
-   SYSEMU a guest's own syscalls never reach this filter: it guards the
-   host calls that do run (injected ones, and anything a confused tracer
-   would let through). */
+   x86-64 calls (the ones the sentry injects) and prctl with the options
+   it injects (below); kill on anything else. Under SYSEMU a guest's own
+   syscalls never reach this filter: it guards the host calls that do run
+   (injected ones, and anything a confused tracer would let through). */
 static int install_seccomp(const unsigned short *allow, int nallow)
 {
-    struct sock_filter f[8 + 2 * 512];
+    struct sock_filter f[16 + 2 * 512];
     int n = 0;
     if (nallow > 512)
         return -E2BIG;
@@ -259,6 +259,21 @@ static int install_seccomp(const unsigned short *allow, int nallow)
         f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, allow[i], 0, 1);
         f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     }
+    /* prctl only as the sentry injects it after an exec, so that the
+       host's ps shows the guest's command: PR_SET_NAME (the calling
+       thread's comm), or PR_SET_MM with PR_SET_MM_MAP (the mm's
+       code/data/brk/stack/argv/env bounds, only read by /proc here: the
+       host brk call stays forbidden; changing the exe link needs
+       CAP_CHECKPOINT_RESTORE, which guest host processes lack after the
+       stub's exec). Both options are ints: the kernel reads the low 32
+       bits of each argument, which is what these loads see. */
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_prctl, 0, 6);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]));
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PR_SET_NAME, 3, 0);
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PR_SET_MM, 0, 3);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1]));
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PR_SET_MM_MAP, 0, 1);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
     struct sock_fprog prog = {(unsigned short)n, f};
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)

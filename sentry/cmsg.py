@@ -15,6 +15,7 @@ import struct
 from vfs.inode import fserr
 from vfs.locks import LOCKS
 
+from .caps import CAP_SETGID, CAP_SETUID, CAP_SYS_ADMIN, capable
 from .socketfile import SCM_CREDENTIALS, SCM_RIGHTS, SOL_SOCKET
 
 HDR = struct.Struct("<Qii")   # cmsg_len, cmsg_level, cmsg_type
@@ -103,10 +104,9 @@ def check_creds(k, t, pid: int, uid: int, gid: int) -> None:
     if uid == INVALID_ID or gid == INVALID_ID:
         raise fserr(errno.EINVAL)
     c = t.tg.creds
-    root = c.euid == 0
-    if not ((pid == t.tg.tgid or root)
-            and (uid in (c.uid, c.euid, c.suid) or root)
-            and (gid in (c.gid, c.egid, c.sgid) or root)):
+    if not ((pid == t.tg.tgid or capable(c, CAP_SYS_ADMIN))
+            and (uid in (c.uid, c.euid, c.suid) or capable(c, CAP_SETUID))
+            and (gid in (c.gid, c.egid, c.sgid) or capable(c, CAP_SETGID))):
         raise fserr(errno.EPERM)
     if pid != t.tg.tgid and k.pidns.tasks.get(pid) is None:
         raise fserr(errno.ESRCH)

@@ -29,7 +29,8 @@ from .waiter import WaitQueue
 from .socketfile import (AF_INET, AF_INET6, SO_ACCEPTCONN, SO_BROADCAST, SO_DONTROUTE, SO_ERROR,
                          SO_KEEPALIVE, SO_LINGER, SO_OOBINLINE, SO_RCVBUF, SO_RCVLOWAT, SO_REUSEADDR,
                          SO_REUSEPORT, SO_SNDBUF, SO_TIMESTAMP_NEW, SO_TIMESTAMP_OLD, SO_TIMESTAMPNS_NEW,
-                         SO_TIMESTAMPNS_OLD, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET, SocketFile, privileged)
+                         SO_TIMESTAMPNS_OLD, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET, SocketFile, privileged,
+                         NET_BIND_SERVICE)
 
 IPPROTO_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IPV6, IPPROTO_ICMPV6 = 0, 1, 6, 17, 41, 58
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLRDHUP = 0x1, 0x2, 0x4, 0x8, 0x10, 0x2000
@@ -217,7 +218,7 @@ class HostSocket(SocketFile):
         need = 16 if self.family == AF_INET else 24
         if fam == self.family and len(raw) >= need:
             port = int.from_bytes(raw[2:4], "big")
-            if 0 < port < PROT_PORT_MAX and not privileged(t):
+            if 0 < port < PROT_PORT_MAX and not privileged(t, NET_BIND_SERVICE):
                 raise fserr(errno.EACCES)   # CAP_NET_BIND_SERVICE is the guest's, not the sentry's
         _sockaddr_call(_libc.bind, self.fd, raw)
 

@@ -20,7 +20,7 @@ from .socketfile import (AF_INET, AF_INET6, AF_UNSPEC, SCM_CREDENTIALS, SCM_RIGH
                          SO_LINGER, SO_MARK, SO_OOBINLINE, SO_PRIORITY, SO_RCVBUF, SO_REUSEADDR, SO_REUSEPORT,
                          SO_SNDBUF, SO_TIMESTAMP_NEW, SO_TIMESTAMP_OLD, SO_TIMESTAMPING_NEW, SO_TIMESTAMPING_OLD,
                          SO_TIMESTAMPNS_NEW, SO_TIMESTAMPNS_OLD, SO_TXTIME, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET,
-                         SocketFile, privileged)
+                         NET_BIND_SERVICE, NET_ADMIN, NET_RAW, SocketFile, privileged)
 
 IPPROTO_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IPV6 = 0, 1, 6, 17, 41
 IPPROTO_ICMPV6, IPPROTO_UDPLITE = 58, 136
@@ -140,7 +140,7 @@ def factory(family: int):
                 raise fserr(errno.EACCES)
             protocol = protocol or IPPROTO_UDP
         elif stype == 3:  # SOCK_RAW: not in the sandbox (no raw packets to the host either)
-            raise fserr(errno.EPERM if not privileged(t) else errno.EPROTONOSUPPORT)
+            raise fserr(errno.EPERM if not privileged(t, NET_RAW) else errno.EPROTONOSUPPORT)
         else:
             raise fserr(errno.ESOCKTNOSUPPORT)
         ep = _new_endpoint(stack_of(k), family, protocol, t.tg.creds.euid)
@@ -169,7 +169,7 @@ class InetSocket(SocketFile):
     # --- addresses ---
     def bind(self, k, t, raw: bytes) -> None:
         addr, port = decode(self.family, raw)
-        if 0 < port < PROT_SOCK and not privileged(t):
+        if 0 < port < PROT_SOCK and not privileged(t, NET_BIND_SERVICE):
             raise fserr(errno.EACCES)
         self.ep.bind((addr, port))
 
@@ -443,14 +443,14 @@ def _socket_cmsg(sock, t, ctype: int, p) -> None:
     """__sock_cmsg_send: the SOL_SOCKET messages an inet send may carry
     (SCM_RIGHTS and SCM_CREDENTIALS are unix's: ignored here)."""
     if ctype == SO_MARK:
-        if not privileged(t):
+        if not privileged(t, NET_RAW, NET_ADMIN):
             raise fserr(errno.EPERM)
         if len(p) != 4:
             raise fserr(errno.EINVAL)
     elif ctype == SO_PRIORITY:
         if len(p) != 4:
             raise fserr(errno.EINVAL)
-        if I32.unpack(p)[0] & 0xFFFFFFFF > TC_PRIO_INTERACTIVE and not privileged(t):
+        if I32.unpack(p)[0] & 0xFFFFFFFF > TC_PRIO_INTERACTIVE and not privileged(t, NET_RAW, NET_ADMIN):
             raise fserr(errno.EPERM)
     elif ctype in (SO_TIMESTAMPING_OLD, SO_TIMESTAMPING_NEW):
         if len(p) != 4 or I32.unpack(p)[0] & ~TX_RECORD_MASK:

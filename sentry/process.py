@@ -8,13 +8,15 @@ parent's registers with rax = 0, and joins the kernel as a new task.
 from __future__ import annotations
 
 import errno
+import stat as S
 import struct
 import time
 
 from platforms.ptrace.platform import NR_CLONE
 from vfs.inode import fserr
+from vfs.path import MS_NOSUID
 
-from . import futex, posixtimer
+from . import caps, futex, posixtimer
 from .loader import exec as loader
 from .mm.mm import MemoryManager
 from .task import ZOMBIE, Task, ThreadGroup
@@ -137,6 +139,7 @@ def execve(k, t: Task, path: bytes, argv: list[bytes], envp: list[bytes], start=
     tg.mm = MemoryManager(k.platform.reserved)
     tg.mm.users += 1
     k.drop_mm_user(old_mm)
+    _exec_creds(tg, plan)
     try:
         k._load(t, plan)
     except OSError:
@@ -154,6 +157,24 @@ def execve(k, t: Task, path: bytes, argv: list[bytes], envp: list[bytes], start=
         tg.vfork_parent = None
         tg.exec_done.notify()
     k.ready.append((t, 0, 0, 0))
+
+
+def _exec_creds(tg: ThreadGroup, plan) -> None:
+    """The credentials the new program runs with: the file's set-user-ID
+    and set-group-ID bits (not on a nosuid mount) and the capability
+    transformation of execve (sentry/caps.py)."""
+    loc = plan.main.loc
+    st = loc.inode.stat()
+    suid = sgid = None
+    if not loc.mount.flags & MS_NOSUID:
+        if st.mode & S.S_ISUID:
+            suid = st.uid
+        if st.mode & S.S_ISGID and st.mode & S.S_IXGRP:
+            sgid = st.gid
+    c = tg.creds
+    plan.secure = caps.on_exec(c, suid, sgid, tg.no_new_privs)
+    # a set-ID program may not be inspected or dumped by its old owner
+    tg.dumpable = int(c.euid == c.uid and c.egid == c.gid)
 
 
 WNOHANG, WUNTRACED, WEXITED, WCONTINUED, WNOWAIT = 1, 2, 4, 8, 0x1000000

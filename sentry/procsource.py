@@ -35,8 +35,13 @@ class TaskView:
         self.sid = tg.sid
         self.comm = task.comm
         self.state = "Z" if tg.state == "Z" else ("S" if task.parked is not None else "R")
-        self.uid = tg.creds.uid
-        self.gid = tg.creds.gid
+        c = tg.creds
+        self.uid = c.uid
+        self.gid = c.gid
+        self.uids = (c.uid, c.euid, c.suid, c.fsuid)
+        self.gids = (c.gid, c.egid, c.sgid, c.fsgid)
+        self.caps = (c.cap_inheritable, c.cap_permitted, c.cap_effective, c.cap_bounding, c.cap_ambient)
+        self.no_new_privs = int(tg.no_new_privs)
 
     def threads(self) -> list[int]:
         return [t.tid for t in self._t.tg.tasks]

@@ -20,6 +20,7 @@ from vfs.file import O_ACCMODE, O_NOCTTY, O_WRONLY, WouldBlock
 from vfs.inode import FileDescriptionImpl, fserr
 
 from . import jobcontrol
+from .caps import CAP_SYS_ADMIN, capable
 from .waiter import WaitQueue
 
 PTMX_RDEV = os.makedev(5, 2)
@@ -265,7 +266,7 @@ class PtyEnd(FileDescriptionImpl):
 
     def _set_ctty(self, k, t, arg: int) -> int:
         """TIOCSCTTY: a session leader without a controlling terminal takes
-        this one, unless another session has it (arg 1 lets root steal it)."""
+        this one, unless another session has it (arg 1 lets CAP_SYS_ADMIN steal it)."""
         term, tg = self.term, t.tg
         leader = tg.sid == tg.tgid
         if leader and term.sid == tg.sid:
@@ -273,7 +274,7 @@ class PtyEnd(FileDescriptionImpl):
         if not leader or tg.ctty is not None:
             raise fserr(errno.EPERM)
         if term.sid:
-            if arg != 1 or tg.creds.euid != 0 or k is None:
+            if arg != 1 or not capable(tg.creds, CAP_SYS_ADMIN) or k is None:
                 raise fserr(errno.EPERM)
             jobcontrol.session_clear_tty(k, term.sid)
         term.make_ctty(tg)

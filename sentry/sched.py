@@ -10,6 +10,8 @@ from dataclasses import dataclass, replace
 
 from vfs.inode import fserr
 
+from .caps import CAP_SYS_NICE, capable
+
 SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE, SCHED_DEADLINE = 0, 1, 2, 3, 5, 6
 SCHED_RESET_ON_FORK = 0x40000000
 REALTIME = (SCHED_FIFO, SCHED_RR)
@@ -56,7 +58,7 @@ def target(k, t, pid: int):
 
 def _may_change(t, victim) -> None:
     c, v = t.tg.creds, victim.tg.creds
-    if c.euid != 0 and c.euid not in (v.uid, v.euid):
+    if c.euid not in (v.uid, v.euid) and not capable(c, CAP_SYS_NICE):
         raise fserr(errno.EPERM)
 
 
@@ -69,15 +71,15 @@ def set_scheduler(t, victim, policy: int, priority: int) -> None:
     if not lo <= priority <= hi:
         raise fserr(errno.EINVAL)
     _may_change(t, victim)
-    if policy in REALTIME and t.tg.creds.euid != 0:
-        raise fserr(errno.EPERM)  # RLIMIT_RTPRIO is 0 for everyone but root
+    if policy in REALTIME and not capable(t.tg.creds, CAP_SYS_NICE):
+        raise fserr(errno.EPERM)  # RLIMIT_RTPRIO is 0: only CAP_SYS_NICE may
     victim.sched = replace(victim.sched, policy=policy, priority=priority, reset_on_fork=reset)
 
 
 def set_nice(t, victim, nice: int) -> None:
     nice = min(max(nice, NICE_MIN), NICE_MAX)
     _may_change(t, victim)
-    if nice < victim.sched.nice and t.tg.creds.euid != 0:
+    if nice < victim.sched.nice and not capable(t.tg.creds, CAP_SYS_NICE):
         raise fserr(errno.EACCES)  # raising priority needs CAP_SYS_NICE
     victim.sched = replace(victim.sched, nice=nice)
 

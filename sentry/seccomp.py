@@ -14,6 +14,8 @@ import struct
 
 from vfs.inode import fserr
 
+from .caps import CAP_SYS_ADMIN, capable
+
 MODE_DISABLED, MODE_STRICT, MODE_FILTER = 0, 1, 2
 SET_MODE_STRICT, SET_MODE_FILTER, GET_ACTION_AVAIL = 0, 1, 2
 FLAG_TSYNC, FLAG_LOG, FLAG_SPEC_ALLOW, FLAG_NEW_LISTENER, FLAG_TSYNC_ESRCH = 1, 2, 4, 8, 16
@@ -199,7 +201,7 @@ def install(k, t, flags: int, prog_addr: int) -> int:
         raise fserr(errno.EINVAL)
     if flags & FLAG_NEW_LISTENER:
         raise fserr(errno.EINVAL)  # user-space notification: not supported
-    if not t.tg.no_new_privs and t.tg.creds.euid != 0:
+    if not t.tg.no_new_privs and not capable(t.tg.creds, CAP_SYS_ADMIN):
         raise fserr(errno.EACCES)
     length, ptr = struct.unpack("<H6xQ", t.thread.read(prog_addr, 16))
     if length == 0 or length > MAX_INSNS:
@@ -244,14 +246,10 @@ def enforce(k, t, nr: int, args: tuple):
     if action in (RET_TRACE, RET_USER_NOTIF):
         return -errno.ENOSYS  # no tracer, no listener
     if action == RET_TRAP:
-        # SIGSYS is forced: an ignored or blocked SIGSYS kills instead
-        act = t.tg.handlers.actions[SIGSYS]
-        if act.handler == signals.SIG_IGN or t.sigmask & signals.bit(SIGSYS):
-            act.handler = signals.SIG_DFL
-            t.sigmask &= ~signals.bit(SIGSYS)
+        # SIGSYS is forced: an ignored or blocked SIGSYS kills instead (init too)
         ip = t.thread.get_regs().rip
-        signals.send_signal_to_task(k, t, SIGSYS, info=(SIGSYS, ret & DATA, SYS_SECCOMP, ip,
-                                                        (nr & M32) | AUDIT_ARCH_X86_64 << 32))
+        signals.force_signal_to_task(k, t, SIGSYS, info=(SIGSYS, ret & DATA, SYS_SECCOMP, ip,
+                                                         (nr & M32) | AUDIT_ARCH_X86_64 << 32))
         return nr if t.alive else False  # the handler sees the call's registers
     if action == RET_KILL_THREAD and len(t.tg.tasks) > 1:
         k.exit_thread(t, 0)

@@ -34,23 +34,48 @@ def bit(sig: int) -> int:
     return 1 << (sig - 1)
 
 
-def send_signal_to_group(k, tg, sig: int, from_kernel: bool = False, info: tuple | None = None) -> None:
-    """A process-directed signal."""
+def _init_immune(k, tg, sig: int, act, force: bool) -> bool:
+    """Linux's SIGNAL_UNKILLABLE (sig_task_ignored): the pid namespace's
+    init takes no signal whose action is the default, unless it is SIGKILL
+    or SIGSTOP and forced (sent from outside the namespace, or by the
+    kernel). A fault is not a sent signal: it kills init (deliver_fault,
+    Kernel.guest_fault), as Linux's force_sig lifts the protection."""
+    return tg is k.init_tg and act.handler == SIG_DFL and not (force and sig in (SIGKILL, SIGSTOP))
+
+
+def _forced(from_kernel: bool, from_outside: bool, info) -> bool:
+    """Linux's `force` (send_signal_locked): the sender is outside the
+    target's pid namespace, or the kernel (SEND_SIG_PRIV, or a siginfo
+    with si_code SI_KERNEL)."""
+    return from_outside or from_kernel or (type(info) is tuple and info[2] == SI_KERNEL)
+
+
+def send_signal_to_group(k, tg, sig: int, from_kernel: bool = False, info: tuple | None = None,
+                         from_outside: bool = False) -> None:
+    """A process-directed signal. from_kernel: the kernel sends it (si_code
+    SI_KERNEL); from_outside: a sender outside the sandbox's pid namespace
+    (the OCI runtime's kill), which alone may SIGKILL or SIGSTOP init."""
     if sig == 0 or tg.exiting or not tg.tasks:
         return
-    if sig == SIGKILL:
-        k.exit_group(tg, SIGKILL)
-        return
     act = tg.handlers.actions[sig]
+    immune = _init_immune(k, tg, sig, act, _forced(from_kernel, from_outside, info))
+    if sig == SIGKILL:
+        if not immune:
+            k.exit_group(tg, SIGKILL)
+        return
     if sig == SIGCONT:
         k.continue_group(tg)  # whatever its disposition, SIGCONT resumes
-    if sig in STOP_SIGNALS and (sig == SIGSTOP or act.handler == SIG_DFL):
+    if sig in STOP_SIGNALS and (sig == SIGSTOP or act.handler == SIG_DFL) and not immune:
         if sig == SIGSTOP or not any(t.sigmask & bit(sig) for t in tg.tasks):
             k.stop_group(tg, sig)
         return
+    if sig == SIGSTOP:
+        return  # init's, from inside
     # An ignored signal is dropped, unless blocked: then it stays pending
-    # for sigwait and signalfd (Linux checks the target's mask, here the leader's).
-    ignored = act.handler == SIG_IGN or (act.handler == SIG_DFL and sig in IGNORED_BY_DEFAULT)
+    # for sigwait and signalfd (Linux checks the target's mask, here the
+    # leader's). Init's default actions count as ignored; deliver_pending
+    # drops such a signal if it is unblocked later.
+    ignored = immune or act.handler == SIG_IGN or (act.handler == SIG_DFL and sig in IGNORED_BY_DEFAULT)
     if ignored and not tg.tasks[0].sigmask & bit(sig):
         return
     if not ignored and act.handler == SIG_DFL and any(not t.sigmask & bit(sig) for t in tg.tasks):
@@ -74,29 +99,59 @@ def send_signal_to_group(k, tg, sig: int, from_kernel: bool = False, info: tuple
             break
 
 
-def send_signal_to_task(k, t, sig: int, info: tuple | None = None) -> None:
-    """A thread-directed signal (tkill, tgkill)."""
+def send_signal_to_task(k, t, sig: int, info: tuple | None = None, from_kernel: bool = False,
+                        from_outside: bool = False) -> None:
+    """A thread-directed signal (tkill, tgkill, SIGPIPE). from_kernel and
+    from_outside as for send_signal_to_group."""
     tg = t.tg
     if sig == 0 or tg.exiting:
         return
     act = tg.handlers.actions[sig]
+    immune = _init_immune(k, tg, sig, act, _forced(from_kernel, from_outside, info))
+    blocked = t.sigmask & bit(sig)
     if sig == SIGKILL or (act.handler == SIG_DFL and sig not in IGNORED_BY_DEFAULT
-                          and sig not in STOP_SIGNALS and not t.sigmask & bit(sig)):
-        k.exit_group(tg, k.signal_status(sig))
-        return
-    if (act.handler == SIG_IGN or (act.handler == SIG_DFL and (sig in IGNORED_BY_DEFAULT or sig in STOP_SIGNALS))) \
-            and not t.sigmask & bit(sig):
+                          and sig not in STOP_SIGNALS and not blocked):
+        if not immune:
+            k.exit_group(tg, k.signal_status(sig))
+            return
+        if sig == SIGKILL:
+            return
+    if sig == SIGCONT:
+        k.continue_group(tg)
+    if sig in STOP_SIGNALS and (sig == SIGSTOP or act.handler == SIG_DFL):
+        if not immune and (sig == SIGSTOP or not blocked):  # stops the whole process, as Linux
+            k.stop_group(tg, sig)
+            return
+        if sig == SIGSTOP:
+            return
+    ignored = immune or act.handler == SIG_IGN or \
+        (act.handler == SIG_DFL and (sig in IGNORED_BY_DEFAULT or sig in STOP_SIGNALS))
+    if ignored and not blocked:
         return  # ignored and not blocked (a blocked one waits for sigwait/signalfd)
     if sig < SIGRTMIN and t.pending_signals & bit(sig):
         return
     t.pending_signals |= bit(sig)
-    tg.signal_info[sig] = info or (sig, 0, SI_TKILL, 0, 0)
+    tg.signal_info[sig] = info or (sig, 0, SI_KERNEL if from_kernel else SI_TKILL, 0, 0)
     if tg.signalfd_queue is not None:
         tg.signalfd_queue.notify()
     if t.sigwait_set & bit(sig):
         t.sigwait_queue.notify()
-    elif not t.sigmask & bit(sig):
+    elif not blocked:
         wake_for_signal(k, t, act)
+
+
+def force_signal_to_task(k, t, sig: int, info: tuple | None = None) -> None:
+    """Linux's force_sig: a signal the task's own action caused (a seccomp
+    trap). Ignored or blocked, it is reset to the default action and
+    unblocked; a default action then kills, init included."""
+    act = t.tg.handlers.actions[sig]
+    if act.handler == SIG_IGN or t.sigmask & bit(sig):
+        act.handler = SIG_DFL
+        t.sigmask &= ~bit(sig)
+    if act.handler == SIG_DFL and sig not in IGNORED_BY_DEFAULT and sig not in STOP_SIGNALS:
+        k.exit_group(t.tg, k.signal_status(sig))
+        return
+    send_signal_to_task(k, t, sig, info=info, from_kernel=True)
 
 
 def wake_for_signal(k, t, act) -> None:
@@ -165,27 +220,33 @@ def encode_siginfo(info) -> bytes:
 
 def deliver_pending(k, t, regs) -> bool:
     """If t has a deliverable signal, set up its handler frame in regs
-    (which the caller writes back). Returns True if it did."""
-    sig = next_signal(t)
-    if not sig:
-        return False
+    (which the caller writes back). Returns True if it did (or the signal
+    killed the process); pending signals with nothing to run are dropped."""
     tg = t.tg
-    if t.pending_signals & bit(sig):
-        t.pending_signals &= ~bit(sig)
-    else:
-        tg.pending_signals &= ~bit(sig)
-    info = take_info(tg, sig, (sig, 0, SI_KERNEL, 0, 0))
-    act = tg.handlers.actions[sig]
-    if act.handler in (SIG_DFL, SIG_IGN):
-        if act.handler == SIG_DFL and sig not in IGNORED_BY_DEFAULT and sig not in STOP_SIGNALS:
-            k.exit_group(tg, k.signal_status(sig))
-            return True
-        return False
-    try:
-        _setup_frame(k, t, regs, sig, act, info)
-    except OSError:  # no room for the frame: Linux's force_sigsegv
-        k.exit_group(tg, k.signal_status(11))
-    return True
+    while True:
+        sig = next_signal(t)
+        if not sig:
+            return False
+        if t.pending_signals & bit(sig):
+            t.pending_signals &= ~bit(sig)
+        else:
+            tg.pending_signals &= ~bit(sig)
+        info = take_info(tg, sig, (sig, 0, SI_KERNEL, 0, 0))
+        act = tg.handlers.actions[sig]
+        if act.handler == SIG_IGN:
+            continue
+        if act.handler == SIG_DFL:
+            # init drops a default action here too (Linux's get_signal): it
+            # was blocked when sent, or its handler was reset meanwhile
+            if sig not in IGNORED_BY_DEFAULT and sig not in STOP_SIGNALS and tg is not k.init_tg:
+                k.exit_group(tg, k.signal_status(sig))
+                return True
+            continue
+        try:
+            _setup_frame(k, t, regs, sig, act, info)
+        except OSError:  # no room for the frame: Linux's force_sigsegv
+            k.exit_group(tg, k.signal_status(11))
+        return True
 
 
 def _on_altstack(t, sp: int) -> bool:

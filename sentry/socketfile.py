@@ -23,6 +23,8 @@ import time
 from vfs.file import WouldBlock
 from vfs.inode import FileDescriptionImpl, Stat, fserr, now_ns
 
+from .caps import CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, CAP_NET_RAW
+
 AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 0, 1, 2, 10, 16
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_RDM, SOCK_SEQPACKET = 1, 2, 3, 4, 5
 POLLIN, POLLOUT, POLLERR, POLLHUP, POLLRDHUP = 1, 4, 8, 16, 0x2000
@@ -69,9 +71,15 @@ _cookies = itertools.count(1)
 _ino = itertools.count(1)
 
 
-def privileged(t) -> bool:
-    """CAP_NET_ADMIN / CAP_NET_RAW: the sandbox has no capability sets, root has them all."""
-    return t is not None and t.tg.creds.euid == 0
+NET_ADMIN, NET_RAW, NET_BIND_SERVICE = CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE
+
+
+def privileged(t, *caps: int) -> bool:
+    """Whether task t has any of caps (default CAP_NET_ADMIN) effective."""
+    if t is None:
+        return False
+    eff = t.tg.creds.cap_effective
+    return any(eff >> c & 1 for c in caps or (CAP_NET_ADMIN,))
 
 
 def timeout_from_timeval(sec: int, usec: int) -> int | None:
@@ -302,7 +310,7 @@ class SocketFile(FileDescriptionImpl):
         if name == SO_BINDTODEVICE:
             dev = value[:IFNAMSIZ - 1].split(b"\0", 1)[0]
             index = self.ifindex(dev) if dev else 0
-            if self.bound_dev[0] and not privileged(t):
+            if self.bound_dev[0] and not privileged(t, NET_RAW):
                 raise fserr(errno.EPERM)
             self.bound_dev = (index, dev)
             return
@@ -351,11 +359,11 @@ class SocketFile(FileDescriptionImpl):
             val = max(val, 0) if name == SO_RCVBUFFORCE else min(val & 0xFFFFFFFF, RMEM_MAX)
             self.rcvbuf = max(min(val, INT_MAX // 2) * 2, SOCK_MIN_RCVBUF)
         elif name == SO_PRIORITY:
-            if not 0 <= val <= 6 and not privileged(t):
+            if not 0 <= val <= 6 and not privileged(t, NET_RAW, NET_ADMIN):
                 raise fserr(errno.EPERM)
             self.priority = val
         elif name == SO_MARK:
-            if not privileged(t):
+            if not privileged(t, NET_RAW, NET_ADMIN):
                 raise fserr(errno.EPERM)
             self.mark = val & 0xFFFFFFFF
         elif name == SO_RCVLOWAT:
@@ -369,7 +377,7 @@ class SocketFile(FileDescriptionImpl):
             if name != SO_BSDCOMPAT:
                 self.opts[_ALIAS.get(name, name)] = val
         elif name == SO_BINDTOIFINDEX:
-            if self.bound_dev[0] and not privileged(t):
+            if self.bound_dev[0] and not privileged(t, NET_RAW):
                 raise fserr(errno.EPERM)
             self.bound_dev = (val, b"" if val == 0 else self._ifname(val))
         else:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from vfs.path import Creds, Location
 
+from . import caps
 from .fdtable import FDTable
 from .sched import SchedAttrs
 from .waiter import WaitQueue
@@ -30,8 +31,53 @@ class Credentials:
     sgid: int = 0
     fsgid: int = 0
     groups: tuple = ()
+    # Capability sets (sentry/caps.py), bit N for capability N. Left None,
+    # they are what an exec with these ids gives: everything for root,
+    # nothing for others; a full bounding set.
+    cap_effective: int | None = None
+    cap_permitted: int | None = None
+    cap_inheritable: int = 0
+    cap_bounding: int = caps.ALL_CAPS
+    cap_ambient: int = 0
+    keepcaps: bool = False      # PR_SET_KEEPCAPS: keep permitted caps across leaving uid 0
 
-    # The VFS reads fs_uid, fs_gid and groups: Credentials serve as its Creds.
+    def __post_init__(self):
+        effective, permitted = caps.initial(self.uid, self.euid)
+        if self.cap_permitted is None:
+            self.cap_permitted = permitted & self.cap_bounding
+        if self.cap_effective is None:
+            self.cap_effective = effective & self.cap_permitted
+
+    def with_caps(self, effective: int, permitted: int, inheritable: int, bounding: int,
+                  ambient: int) -> "Credentials":
+        """Set the five capability sets as given (masks), as an OCI
+        runtime does after changing to the container's user. Returns self."""
+        self.cap_effective, self.cap_permitted = effective, permitted
+        self.cap_inheritable, self.cap_bounding, self.cap_ambient = inheritable, bounding, ambient
+        return self
+
+    def set_oci_capabilities(self, sets: dict | None, no_new_privs: bool = False) -> "Credentials":
+        """config.json's process.capabilities ({"bounding": ["CAP_KILL", ...],
+        "effective": [...], "inheritable": [...], "permitted": [...],
+        "ambient": [...]}) for credentials already holding the process's
+        user, leaving them as runc leaves its init: the sets applied (a set
+        left out is empty; ambient only within permitted and inheritable,
+        effective within permitted), then the execve of the program, which
+        gives root (bounding | inheritable) and others their ambient set.
+        None (no capabilities object) leaves the sets as they are.
+        ValueError names an unknown capability."""
+        if sets is None:
+            return self
+        m = {name: caps.parse_names(sets.get(name) or ())
+             for name in ("effective", "permitted", "inheritable", "bounding", "ambient")}
+        permitted, inheritable = m["permitted"], m["inheritable"]
+        self.with_caps(m["effective"] & permitted, permitted, inheritable, m["bounding"],
+                       m["ambient"] & permitted & inheritable)
+        caps.on_exec(self, no_new_privs=no_new_privs)
+        return self
+
+    # The VFS reads fs_uid, fs_gid, groups and cap_effective: Credentials
+    # serve as its Creds.
     @property
     def fs_uid(self) -> int:
         return self.fsuid
@@ -44,7 +90,7 @@ class Credentials:
         """What path walks check. A fresh object: callers may adjust it
         (access(2) checks with the real ids)."""
         return Creds(uid=self.euid, gid=self.egid, groups=self.groups,
-                     fsuid=self.fsuid, fsgid=self.fsgid)
+                     fsuid=self.fsuid, fsgid=self.fsgid, cap_effective=self.cap_effective)
 
     def copy(self) -> "Credentials":
         return copy.copy(self)

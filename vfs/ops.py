@@ -12,7 +12,8 @@ from . import inotify
 from .file import (O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY,
                    O_TMPFILE, O_TRUNC, O_WRONLY, FileDescription)
 from .inode import DT_DIR, DirEntry, FileDescriptionImpl, fserr, now_ns
-from .path import (R_OK, RESOLVE_NO_XDEV, W_OK, X_OK, Dentry, Location, MountTree, PathContext,
+from .path import (CAP_CHOWN, CAP_FOWNER, CAP_FSETID, CAP_MKNOD, CAP_SYS_ADMIN, R_OK,
+                   RESOLVE_NO_XDEV, W_OK, X_OK, Dentry, Location, MountTree, PathContext,
                    may_access)
 
 # Opening device nodes found on any filesystem goes through this hook
@@ -237,6 +238,9 @@ def mknod(tree, ctx, path, mode, rdev, umask, start=None) -> None:
     parent, name, _ = _new_name(tree, ctx, path, start)
     _may_create_in(parent, ctx)
     perm = mode & ~umask & 0o7777
+    if kind in (S.S_IFCHR, S.S_IFBLK) and not (kind == S.S_IFCHR and rdev == 0) \
+            and not _capable(ctx.creds, CAP_MKNOD):
+        raise fserr(errno.EPERM)  # devices need CAP_MKNOD (a 0:0 whiteout does not)
     if kind == S.S_IFREG:
         parent.inode.create(name, kind | perm, ctx.creds.fs_uid, ctx.creds.fs_gid)
     else:
@@ -246,11 +250,15 @@ def mknod(tree, ctx, path, mode, rdev, umask, start=None) -> None:
         inotify.created(parent, name)
 
 
+def _capable(creds, cap: int) -> bool:
+    return bool(creds.cap_effective >> cap & 1)
+
+
 def _sticky_ok(parent: Location, victim: Location, ctx) -> bool:
     pst = parent.inode.stat()
-    if not pst.mode & S.S_ISVTX or ctx.creds.fs_uid == 0:
+    if not pst.mode & S.S_ISVTX or ctx.creds.fs_uid == pst.uid:
         return True
-    return ctx.creds.fs_uid in (pst.uid, victim.inode.stat().uid)
+    return ctx.creds.fs_uid == victim.inode.stat().uid or _capable(ctx.creds, CAP_FOWNER)
 
 
 def unlink(tree, ctx, path, start=None) -> None:
@@ -312,9 +320,9 @@ def symlink(tree, ctx, target: bytes, path, start=None) -> None:
 
 def _may_hardlink(st, creds) -> bool:
     """fs.protected_hardlinks=1 (Debian's and most distributions' setting):
-    only the owner or root may link a file that is not a regular file the
-    caller can read and write, or that is set-user-ID or setgid-executable."""
-    if creds.fs_uid in (0, st.uid):
+    only the owner or CAP_FOWNER may link a file that is not a regular file
+    the caller can read and write, or that is set-user-ID or setgid-executable."""
+    if creds.fs_uid == st.uid or _capable(creds, CAP_FOWNER):
         return True
     if not S.S_ISREG(st.mode) or st.mode & S.S_ISUID:
         return False
@@ -435,25 +443,26 @@ def _in_group(creds, gid: int) -> bool:
 
 
 def setattr(loc: Location, ctx, touch: bool = False, **changes) -> None:
-    """chmod/chown/truncate/utimes with setattr_prepare's rules: chown by
-    root only (an owner may change the group to one of theirs), chmod by
-    the owner (setgid dropped for a non-member), explicit times by the
-    owner (EPERM), times set to now (`touch`) by the owner or a writer
-    (EACCES), truncation by a writer, dropping set-ID bits if not root."""
+    """chmod/chown/truncate/utimes with setattr_prepare's rules: chown
+    with CAP_CHOWN only (an owner may change the group to one of theirs),
+    chmod by the owner or CAP_FOWNER (setgid dropped for a non-member
+    without CAP_FSETID), explicit times by the owner or CAP_FOWNER (EPERM),
+    times set to now (`touch`) by them or a writer (EACCES), truncation by
+    a writer, dropping set-ID bits without CAP_FSETID."""
     _check_writable_mount(loc)
     st = loc.inode.stat()
     creds = ctx.creds
-    root = creds.fs_uid == 0
-    owner = root or creds.fs_uid == st.uid
-    if "uid" in changes and not root and not (creds.fs_uid == st.uid == changes["uid"]):
+    may_chown = _capable(creds, CAP_CHOWN)
+    owner = creds.fs_uid == st.uid or _capable(creds, CAP_FOWNER)
+    if "uid" in changes and not may_chown and not (creds.fs_uid == st.uid == changes["uid"]):
         raise fserr(errno.EPERM)
-    if "gid" in changes and not root and not (
+    if "gid" in changes and not may_chown and not (
             creds.fs_uid == st.uid and (changes["gid"] == st.gid or _in_group(creds, changes["gid"]))):
         raise fserr(errno.EPERM)
     if "mode" in changes:
         if not owner:
             raise fserr(errno.EPERM)
-        if not root and not _in_group(creds, changes.get("gid", st.gid)):
+        if not _in_group(creds, changes.get("gid", st.gid)) and not _capable(creds, CAP_FSETID):
             changes["mode"] &= ~S.S_ISGID
     if "atime_ns" in changes or "mtime_ns" in changes:
         if touch:
@@ -486,16 +495,16 @@ def setattr(loc: Location, ctx, touch: bool = False, **changes) -> None:
 
 def _privs_kept(mode: int, creds) -> "int | None":
     """The permission bits a regular file keeps when someone without
-    CAP_FSETID (not root) writes or truncates it: no set-user-ID, no
-    set-group-ID with group exec (should_remove_suid); None: unchanged."""
-    if creds.fs_uid == 0 or not S.S_ISREG(mode):
+    CAP_FSETID writes or truncates it: no set-user-ID, no set-group-ID
+    with group exec (should_remove_suid); None: unchanged."""
+    if not S.S_ISREG(mode) or _capable(creds, CAP_FSETID):
         return None
     kill = (mode & S.S_ISUID) | (mode & S.S_ISGID if mode & S.S_IXGRP else 0)
     return (mode & 0o7777 & ~kill) if kill else None
 
 
 def remove_privs(inode, creds) -> None:
-    """Before a write by a non-root caller: drop set-ID bits (file_remove_privs)."""
+    """Before a write by a caller without CAP_FSETID: drop set-ID bits (file_remove_privs)."""
     kept = _privs_kept(inode.stat().mode, creds)
     if kept is not None:
         inode.setattr(mode=kept)
@@ -562,26 +571,28 @@ XATTR_CREATE, XATTR_REPLACE = 1, 2
 
 
 def _xattr_permission(loc: Location, ctx, name: bytes, write: bool) -> None:
-    """xattr_permission() and the capability hooks: trusted.* is root's
-    (others: EPERM to write, ENODATA to read), security.* needs root to
-    write and nothing to read, user.* lives only on regular files and
-    directories (EPERM/ENODATA) and not on others' sticky directories;
-    everything else needs the file's read or write permission."""
+    """xattr_permission() and the capability hooks: trusted.* needs
+    CAP_SYS_ADMIN (else EPERM to write, ENODATA to read), security.* needs
+    it to write and nothing to read, user.* lives only on regular files
+    and directories (EPERM/ENODATA) and not on others' sticky directories
+    (unless CAP_FOWNER); everything else needs the file's read or write
+    permission."""
     st = loc.inode.stat()
     creds = ctx.creds
-    root = creds.fs_uid == 0
+    admin = _capable(creds, CAP_SYS_ADMIN)
     if name.startswith(b"security.") or name.startswith(b"system."):
-        if write and name.startswith(b"security.") and not root:
+        if write and name.startswith(b"security.") and not admin:
             raise fserr(errno.EPERM)
         return
     if name.startswith(b"trusted."):
-        if not root:
+        if not admin:
             raise fserr(errno.EPERM if write else errno.ENODATA)
         return
     if name.startswith(b"user."):
         if not (S.S_ISREG(st.mode) or S.S_ISDIR(st.mode)):
             raise fserr(errno.EPERM if write else errno.ENODATA)
-        if write and S.S_ISDIR(st.mode) and st.mode & S.S_ISVTX and not root and creds.fs_uid != st.uid:
+        if write and S.S_ISDIR(st.mode) and st.mode & S.S_ISVTX and creds.fs_uid != st.uid \
+                and not _capable(creds, CAP_FOWNER):
             raise fserr(errno.EPERM)
     if not may_access(st, creds, W_OK if write else R_OK):
         raise fserr(errno.EACCES)
@@ -603,9 +614,9 @@ def setxattr(loc: Location, ctx, name: bytes, value: bytes, flags: int) -> None:
 
 
 def listxattr(loc: Location, ctx) -> list[bytes]:
-    """The names the caller may see: trusted.* only for root."""
+    """The names the caller may see: trusted.* only with CAP_SYS_ADMIN."""
     names = loc.inode.listxattr()
-    if ctx.creds.fs_uid != 0:
+    if not _capable(ctx.creds, CAP_SYS_ADMIN):
         names = [n for n in names if not n.startswith(b"trusted.")]
     return names
 

@@ -172,14 +172,28 @@ class Location(NamedTuple):
         return self.dentry.inode
 
 
+# The capabilities the VFS checks (bits of cap_effective; numbers from
+# linux/capability.h, all of them in sentry/caps.py).
+CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID = 0, 1, 2, 3, 4
+CAP_SYS_ADMIN, CAP_MKNOD = 21, 27
+DAC_OVERRIDE, DAC_READ_SEARCH = 1 << CAP_DAC_OVERRIDE, 1 << CAP_DAC_READ_SEARCH
+SEARCH_ANY = DAC_OVERRIDE | DAC_READ_SEARCH  # either searches any directory
+
+
 @dataclass
 class Creds:
-    """The part of a task's credentials the VFS checks."""
+    """The part of a task's credentials the VFS checks. cap_effective
+    defaults to every capability for fsuid 0, none for others."""
     uid: int = 0
     gid: int = 0
     groups: tuple = ()
     fsuid: int | None = None
     fsgid: int | None = None
+    cap_effective: int | None = None
+
+    def __post_init__(self):
+        if self.cap_effective is None:
+            self.cap_effective = -1 if self.fs_uid == 0 else 0
 
     @property
     def fs_uid(self) -> int:
@@ -206,14 +220,14 @@ class PathContext:
 
 
 def may_access(st, creds: Creds, mask: int) -> bool:
-    """Unix permission bits, with root's override (CAP_DAC_OVERRIDE):
-    root may read/write anything and execute if any x bit is set or it is a
-    directory."""
+    """generic_permission: Unix permission bits, then the overrides.
+    CAP_DAC_OVERRIDE reads and writes anything and executes a directory or
+    a file with any x bit; CAP_DAC_READ_SEARCH reads any file and reads or
+    searches any directory."""
     if mask == 0:
         return True
-    if creds.fs_uid == 0:
-        if mask & X_OK and not S.S_ISDIR(st.mode) and not st.mode & 0o111:
-            return False
+    caps = creds.cap_effective
+    if caps & DAC_OVERRIDE and (not mask & X_OK or st.mode & 0o111 or S.S_ISDIR(st.mode)):
         return True
     if st.uid == creds.fs_uid:
         bits = (st.mode >> 6) & 7
@@ -221,7 +235,11 @@ def may_access(st, creds: Creds, mask: int) -> bool:
         bits = (st.mode >> 3) & 7
     else:
         bits = st.mode & 7
-    return bits & mask == mask
+    if bits & mask == mask:
+        return True
+    if caps & DAC_READ_SEARCH:
+        return not mask & W_OK if S.S_ISDIR(st.mode) else mask == R_OK
+    return False
 
 
 class _Placeholder(Inode):
@@ -461,8 +479,8 @@ class MountTree:
         """One step down (no symlink following), checking search permission."""
         if loc.dentry.kind != S.S_IFDIR:
             raise fserr(errno.ENOTDIR)
-        # root searches any directory (CAP_DAC_OVERRIDE): skip the stat
-        if ctx.creds.fs_uid != 0 and not may_access(loc.inode.stat(), ctx.creds, X_OK):
+        # CAP_DAC_OVERRIDE or CAP_DAC_READ_SEARCH searches any directory: skip the stat
+        if not ctx.creds.cap_effective & SEARCH_ANY and not may_access(loc.inode.stat(), ctx.creds, X_OK):
             raise fserr(errno.EACCES)
         if name == b".":
             return loc
@@ -504,10 +522,12 @@ class MountTree:
         if budget is None:
             if _cached[0] > MAX_CACHED_DENTRIES:
                 self.prune()
-            # Walk cache: symlink-free walks by root (no permission checks
-            # depend on who walks) from the sandbox root, until any name changes.
-            cacheable = start is None and ctx.creds.fs_uid == 0 and ctx.root == self.root \
-                and not ctx.resolve
+            # Walk cache: symlink-free walks by root that may search any
+            # directory (no permission checks depend on who walks) from the
+            # sandbox root, until any name changes.
+            creds = ctx.creds
+            cacheable = start is None and creds.fs_uid == 0 and creds.cap_effective & SEARCH_ANY \
+                and ctx.root == self.root and not ctx.resolve
             if cacheable:
                 if self._walk_gen != _generation[0]:
                     self._walk_cache.clear()
@@ -597,7 +617,7 @@ class MountTree:
         # Linux's walk needs search permission on the parent for the last
         # component too, "." and ".." included (may_lookup), before any
         # caller looks at the name
-        if ctx.creds.fs_uid != 0 and not may_access(parent.inode.stat(), ctx.creds, X_OK):
+        if not ctx.creds.cap_effective & SEARCH_ANY and not may_access(parent.inode.stat(), ctx.creds, X_OK):
             raise fserr(errno.EACCES)
         return parent, name, trailing
 

@@ -54,6 +54,9 @@ class ProcTask(Protocol):
     state: str                  # one letter: "R", "S", "D", "T", "t", "Z", "X"
     uid: int
     gid: int
+    # Optional (a view without them shows uid/gid four times and root's sets):
+    # uids, gids: (real, effective, saved, fs); caps: (inheritable,
+    # permitted, effective, bounding, ambient); no_new_privs: 0 or 1.
 
     def threads(self) -> list[int]:
         """tids of the thread group, ascending."""
@@ -560,7 +563,10 @@ def render_status(fs: ProcFS, t: ProcTask) -> bytes:
     fdsize = 64
     while fds and max(fds) >= fdsize:
         fdsize *= 2
-    caps = ALL_CAPS if t.uid == 0 else 0
+    full = ALL_CAPS if t.uid == 0 else 0
+    caps = getattr(t, "caps", None) or (0, full, full, ALL_CAPS, 0)
+    uids = getattr(t, "uids", None) or (t.uid,) * 4
+    gids = getattr(t, "gids", None) or (t.gid,) * 4
     ncpus = fs.source.ncpus()
     state = t.state
     lines = [
@@ -568,7 +574,7 @@ def render_status(fs: ProcFS, t: ProcTask) -> bytes:
         ("Umask", "0022"),
         ("State", f"{state} ({_STATE_NAMES.get(state, 'unknown')})"),
         ("Tgid", t.tgid), ("Ngid", 0), ("Pid", t.tid), ("PPid", t.ppid), ("TracerPid", 0),
-        ("Uid", "\t".join([str(t.uid)] * 4)), ("Gid", "\t".join([str(t.gid)] * 4)),
+        ("Uid", "\t".join(map(str, uids))), ("Gid", "\t".join(map(str, gids))),
         ("FDSize", fdsize), ("Groups", " "),
         ("NStgid", t.tgid), ("NSpid", t.tid), ("NSpgid", t.pgid), ("NSsid", t.sid),
         ("Kthread", 0),
@@ -586,9 +592,9 @@ def render_status(fs: ProcFS, t: ProcTask) -> bytes:
         ("Threads", len(t.threads())), ("SigQ", f"0/{SIGPENDING_LIMIT}"),
         *[(name, f"{mask:016x}") for name, mask in
           zip(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"), t.signal_masks())],
-        ("CapInh", "0" * 16), ("CapPrm", f"{caps:016x}"), ("CapEff", f"{caps:016x}"),
-        ("CapBnd", f"{ALL_CAPS:016x}"), ("CapAmb", "0" * 16),
-        ("NoNewPrivs", 0), ("Seccomp", 0), ("Seccomp_filters", 0),
+        *[(name, f"{mask:016x}") for name, mask in
+          zip(("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"), caps)],
+        ("NoNewPrivs", getattr(t, "no_new_privs", 0)), ("Seccomp", 0), ("Seccomp_filters", 0),
         ("Speculation_Store_Bypass", "thread vulnerable"),
         ("SpeculationIndirectBranch", "always enabled"),
         ("Cpus_allowed", _cpu_mask(ncpus)), ("Cpus_allowed_list", _cpu_list(ncpus)),

@@ -39,6 +39,10 @@ NR_MSYNC, NR_MINCORE, NR_MLOCK, NR_MUNLOCK = 26, 27, 149, 150
 INJECTABLE = (NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_MADVISE, NR_MSYNC, NR_MINCORE,
               NR_MLOCK, NR_MUNLOCK, NR_CLONE, NR_EXIT, NR_EXIT_GROUP, NR_EXECVEAT)
 AT_EMPTY_PATH = 0x1000
+# prctl is allowed by the filter (cffi_build/ptrace_build.py) for these
+# options only, not by number: show_as's calls.
+NR_PRCTL, PR_SET_NAME, PR_SET_MM, PR_SET_MM_MAP = 157, 15, 35, 14
+PRCTL_MM_MAP = struct.Struct("<11QQII")  # struct prctl_mm_map: 11 bounds, auxv, auxv_size, exe_fd
 
 
 class GuestGone(Exception):
@@ -167,6 +171,37 @@ class PtraceThread(P.GuestThread):
             elif sig == 5 or sig == 19:  # stray trap/stop while injecting
                 sig = 0
             _check(lib.pt_request(lib.PTRACE_CONT, self.pid, 0, sig), "PTRACE_CONT")
+
+    def show_as(self, comm: bytes, regs, host_stack: int, args: tuple, env: tuple, brk: int) -> tuple[int, int]:
+        """Make the host's ps (docker top) show this freshly loaded process
+        as the guest sees it: comm by PR_SET_NAME, and argv/environment
+        (/proc/pid/cmdline, environ) by PR_SET_MM_MAP pointing the host mm
+        at the guest's strings. regs: the registers the guest starts with
+        (restored after); the call arguments are written below its stack
+        pointer (past the red zone), then zeroed. host_stack: an address in
+        the stub's stack, which the host's maps keep naming [stack] (the
+        sentry hides that one from the guest). args, env: (start, end) of
+        the strings, or (0, 0). Display only: returns both results (0 or
+        -errno) and never raises for them."""
+        sp = regs.rsp
+        scratch = (sp - 256) & ~15
+        args = args if args[0] else (sp, sp)  # every bound must be a user address
+        env = env if env[0] else (args[1], args[1])
+        mm_map = PRCTL_MM_MAP.pack(
+            STUB_BASE, STUB_BASE + STUB_SIZE, STUB_BASE, STUB_BASE + STUB_SIZE,  # code, data: the stub's
+            brk, brk, host_stack, args[0], args[1], env[0], env[1],
+            0, 0, 0xFFFFFFFF)  # auxv unchanged (the sentry reads the vdso from it), no exe_fd
+        block = comm[:15].ljust(16, b"\0") + mm_map
+        self.write(scratch, block)
+        named = self.inject(NR_PRCTL, PR_SET_NAME, scratch, regs=regs)
+        mapped = self.inject(NR_PRCTL, PR_SET_MM, PR_SET_MM_MAP, scratch + 16, PRCTL_MM_MAP.size, regs=regs)
+        self.write(scratch, bytes(len(block)))  # the guest's fresh stack reads as zeros
+        return named, mapped
+
+    def set_name(self, addr: int) -> int:
+        """The guest renamed this thread (prctl PR_SET_NAME) with the string
+        at addr: the host's comm follows (display only; 0 or -errno)."""
+        return self.inject(NR_PRCTL, PR_SET_NAME, addr)
 
     def exec_stub(self, regs=None) -> int:
         """Replace the address space with a fresh stub one. Returns 0 when

@@ -63,6 +63,7 @@ class ExecPlan:
     envp: list[bytes]
     filename: bytes
     stack_size: int = STACK_SIZE
+    secure: bool = False        # AT_SECURE: set-ID or capability-raising exec (set by the caller)
 
 
 def _read_all(loc: Location) -> bytes:
@@ -313,7 +314,7 @@ def load(thread, mm, plan: ExecPlan, creds, vdso: int, hwcap: int, hwcap2: int,
         (AT_PHDR, main.image.phdr_addr(bias)), (AT_PHENT, elf.PHDR.size), (AT_PHNUM, main.image.phnum),
         (AT_BASE, interp_base), (AT_FLAGS, 0), (AT_ENTRY, entry),
         (AT_UID, creds.uid), (AT_EUID, creds.euid), (AT_GID, creds.gid), (AT_EGID, creds.egid),
-        (AT_SECURE, 0), (AT_RANDOM, blob_base + rand_pos), (AT_HWCAP2, hwcap2),
+        (AT_SECURE, int(plan.secure)), (AT_RANDOM, blob_base + rand_pos), (AT_HWCAP2, hwcap2),
         (AT_EXECFN, blob_base + execfn_pos), (AT_PLATFORM, blob_base + plat_pos), (AT_NULL, 0),
     ]
     if not vdso:

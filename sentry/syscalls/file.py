@@ -15,6 +15,7 @@ from vfs.file import (O_CLOEXEC, O_NONBLOCK, O_PATH, O_RDONLY, O_WRONLY, SETFL_M
 from vfs.inode import fserr
 
 from .. import memfd
+from ..caps import CAP_FSETID
 from ..signals import SIGPIPE, send_signal_to_task
 from ..pipe import new_pipe
 from ..waiter import Block
@@ -69,11 +70,14 @@ def _readable(t, fd):
     return desc
 
 
+FSETID = 1 << CAP_FSETID
+
+
 def _writable(t, fd):
     desc = t.tg.fdtable.get(fd)
     if not desc.writable:
         raise fserr(errno.EBADF)
-    if t.tg.creds.fsuid != 0 and desc.inode is not None:
+    if not t.tg.creds.cap_effective & FSETID and desc.inode is not None:
         ops.remove_privs(desc.inode, t.tg.creds)  # a write drops set-ID bits
     return desc
 

@@ -10,7 +10,7 @@ from vfs.file import O_CLOEXEC, O_CREAT, O_DIRECTORY, O_NOFOLLOW, O_PATH, O_TMPF
 from vfs.inode import fserr, now_ns
 from vfs.path import RESOLVE_ALL, RESOLVE_CACHED, RESOLVE_SCOPED
 
-from .. import fifo
+from .. import caps, fifo
 from .table import syscall
 from .util import (stat_of, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_REMOVEDIR, AT_SYMLINK_FOLLOW,
                    AT_SYMLINK_NOFOLLOW, dir_start, encode_stat, read_path, resolve_at, s32, s64)
@@ -158,6 +158,7 @@ def _access(k, t, dirfd, path, mode, flags):
         creds = t.tg.creds
         ctx.creds = creds.vfs()
         ctx.creds.fsuid, ctx.creds.fsgid = creds.uid, creds.gid
+        ctx.creds.cap_effective = caps.for_real_ids(creds)
     ops.access(loc, ctx, mode)
     return 0
 
@@ -473,7 +474,7 @@ def sys_getcwd(k, t, buf, size, *_):
 
 @syscall("chroot")
 def sys_chroot(k, t, path, *_):
-    if t.tg.creds.euid != 0:
+    if not caps.task_capable(t, caps.CAP_SYS_CHROOT):
         raise fserr(errno.EPERM)
     loc = resolve_at(k, t, AT_FDCWD, path)
     if not loc.inode.is_dir():

@@ -11,7 +11,7 @@ import psutil
 
 from vfs.inode import fserr
 
-from .. import futex, sched, seccomp
+from .. import caps, futex, sched, seccomp
 from .time import process_cpu_ns, thread_cpu_ns
 from .table import PARTIAL, syscall, unimplemented
 from .util import I32, s32
@@ -47,7 +47,7 @@ def sys_uname(k, t, buf, *_):
 
 @syscall("sethostname", "setdomainname")
 def sys_sethostname(k, t, name, length, *_):
-    if t.tg.creds.euid != 0:
+    if not caps.task_capable(t, caps.CAP_SYS_ADMIN):
         raise fserr(errno.EPERM)
     if length > 64:
         raise fserr(errno.EINVAL)
@@ -88,7 +88,7 @@ def _set_rlimit(t, res, soft, hard):
     cur = _rlimit(t, res)
     if soft > hard:
         raise fserr(errno.EINVAL)
-    if hard > cur[1] and t.tg.creds.euid != 0:
+    if hard > cur[1] and not caps.task_capable(t, caps.CAP_SYS_RESOURCE):
         raise fserr(errno.EPERM)
     if res == RLIMIT_NOFILE and hard > 1 << 20:
         raise fserr(errno.EPERM)
@@ -247,14 +247,24 @@ def sys_getcpu(k, t, cpu, node, *_):
 # --- prctl ---
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
 PR_SET_NAME, PR_GET_NAME, PR_GET_SECCOMP, PR_SET_SECCOMP = 15, 16, 21, 22
-PR_CAPBSET_READ, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 23, 38, 39
+PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 38, 39
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
 
 
-@syscall("prctl", support=PARTIAL, note="names, pdeathsig, dumpable, subreaper, no_new_privs, seccomp, capbset; others EINVAL")
-def sys_prctl(k, t, option, arg2, arg3, *_):
+@syscall("prctl", support=PARTIAL, note="names, pdeathsig, dumpable, subreaper, no_new_privs, seccomp, "
+         "capability bounding and ambient sets, keepcaps (securebits read-only); others EINVAL")
+def sys_prctl(k, t, option, arg2, arg3, arg4, arg5, *_):
+    if option in caps.PRCTL_OPTIONS:
+        return caps.prctl(t.tg.creds, option, arg2, arg3, arg4, arg5)
     if option == PR_SET_NAME:
-        t.comm = t.thread.read_cstr(arg2, 16)[:15]
+        try:
+            name = t.thread.read_cstr(arg2, 16)
+        except OSError as e:
+            if e.errno != errno.ENAMETOOLONG:
+                raise
+            name = t.thread.read(arg2, 15)  # Linux copies 15 bytes: a longer name is cut
+        t.comm = name[:15]
+        t.thread.set_name(arg2)  # the host's ps shows it too
         return 0
     if option == PR_GET_NAME:
         t.thread.write(arg2, t.comm[:15].ljust(16, b"\0"))
@@ -285,8 +295,6 @@ def sys_prctl(k, t, option, arg2, arg3, *_):
         return seccomp.mode(t)
     if option == PR_SET_SECCOMP:
         return _set_seccomp(k, t, arg2, 0, arg3)
-    if option == PR_CAPBSET_READ:
-        return 1 if arg2 <= 40 else -errno.EINVAL
     if option == PR_SET_CHILD_SUBREAPER:
         t.tg.subreaper = bool(arg2)
         return 0
@@ -324,7 +332,8 @@ def sys_ioprio_set(k, t, which, who, ioprio, *_):
     cls, data = (ioprio >> 13) & 0x7, ioprio & 0x1FFF
     if cls > IOPRIO_CLASS_IDLE or data > 7 or ioprio >> 16:
         raise fserr(errno.EINVAL)
-    if cls == IOPRIO_CLASS_RT and t.tg.creds.euid != 0:
+    if cls == IOPRIO_CLASS_RT and not (caps.task_capable(t, caps.CAP_SYS_ADMIN)
+                                       or caps.task_capable(t, caps.CAP_SYS_NICE)):
         raise fserr(errno.EPERM)
     for x in _ioprio_targets(k, t, which, who):
         x.ioprio = ioprio & 0xFFFF

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import stat as S
 
+from sentry.caps import CAP_SYS_ADMIN, task_capable
 from sentry.task import RUNNING
 from vfs import mounts
 from vfs.inode import fserr
@@ -56,22 +57,22 @@ def usage(k) -> mounts.Usage:
 @syscall("mount", support=PARTIAL,
          note="sandbox mounts only: tmpfs (size=, nr_inodes=, mode=, uid=, gid=), proc, sysfs, devpts, "
               "devtmpfs; bind (MS_REC), move, remount (MS_BIND too), propagation accepted without "
-              "propagation; root only")
+              "propagation; CAP_SYS_ADMIN only")
 def sys_mount(k, t, source, target, fstype, flags, data, *_):
     fstype_s, source_s, data_s = _string(t, fstype), _string(t, source), _data(t, data)
     at = resolve_at(k, t, AT_FDCWD, target)
     ctx = k.path_context(t)
     mounts.mount(k.mounts, at, source_s, fstype_s, flags & 0xFFFFFFFF, data_s,
-                 privileged=t.tg.creds.euid == 0, find=lambda path: k.mounts.resolve(ctx, path),
+                 privileged=task_capable(t, CAP_SYS_ADMIN), find=lambda path: k.mounts.resolve(ctx, path),
                  usage=lambda: usage(k))
     return 0
 
 
 @syscall("umount2", support=PARTIAL, note="MNT_DETACH, MNT_EXPIRE, UMOUNT_NOFOLLOW; MNT_FORCE ignored; "
-                                          "root only")
+                                          "CAP_SYS_ADMIN only")
 def sys_umount2(k, t, target, flags, *_):
     if flags & ~mounts.UMOUNT_FLAGS & 0xFFFFFFFF:
         raise fserr(errno.EINVAL)
     loc = resolve_at(k, t, AT_FDCWD, target, follow=not flags & mounts.UMOUNT_NOFOLLOW)
-    mounts.umount(k.mounts, loc, flags, privileged=t.tg.creds.euid == 0, usage=lambda: usage(k))
+    mounts.umount(k.mounts, loc, flags, privileged=task_capable(t, CAP_SYS_ADMIN), usage=lambda: usage(k))
     return 0

@@ -7,7 +7,7 @@ import struct
 
 from vfs.inode import fserr
 
-from .. import process
+from .. import caps, process
 from ..kernel import NORESUME
 from .table import PARTIAL, syscall
 from .util import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, dir_start, read_path, read_str_array, s32
@@ -304,20 +304,26 @@ def sys_getresgid(k, t, r, e, s, *_):
     return 0
 
 
-def _may_set(c, value, *allowed):
-    return c.euid == 0 or value in allowed
+UNCHANGED = 0xFFFFFFFF  # -1: leave the id as it is (and never a valid id)
+
+
+def _uid_changed(c, old: tuple) -> None:
+    caps.on_setuid(c, *old)
 
 
 @syscall("setuid")
 def sys_setuid(k, t, uid, *_):
     c = t.tg.creds
     uid &= 0xFFFFFFFF
-    if c.euid == 0:
-        c.uid = c.euid = c.suid = c.fsuid = uid
-    elif uid in (c.uid, c.suid):
-        c.euid = c.fsuid = uid
-    else:
+    if uid == UNCHANGED:
+        raise fserr(errno.EINVAL)
+    old = (c.uid, c.euid, c.suid)
+    if caps.capable(c, caps.CAP_SETUID):
+        c.uid = c.suid = uid
+    elif uid not in (c.uid, c.suid):
         raise fserr(errno.EPERM)
+    c.euid = c.fsuid = uid
+    _uid_changed(c, old)
     return 0
 
 
@@ -325,56 +331,90 @@ def sys_setuid(k, t, uid, *_):
 def sys_setgid(k, t, gid, *_):
     c = t.tg.creds
     gid &= 0xFFFFFFFF
-    if c.euid == 0:
-        c.gid = c.egid = c.sgid = c.fsgid = gid
-    elif gid in (c.gid, c.sgid):
-        c.egid = c.fsgid = gid
-    else:
+    if gid == UNCHANGED:
+        raise fserr(errno.EINVAL)
+    if caps.capable(c, caps.CAP_SETGID):
+        c.gid = c.sgid = gid
+    elif gid not in (c.gid, c.sgid):
         raise fserr(errno.EPERM)
+    c.egid = c.fsgid = gid
     return 0
 
 
-UNCHANGED = 0xFFFFFFFF
+def _set_re(c, real: str, eff: str, saved: str, fs: str, r: int, e: int, cap: int) -> None:
+    """setre[ug]id: the real id may become the old real or effective one,
+    the effective id any of the three (anything with cap); the saved id
+    follows the new effective id when the real id is set or the effective
+    one moves away from the old real id."""
+    r, e = r & 0xFFFFFFFF, e & 0xFFFFFFFF
+    old_r, old_e, old_s = getattr(c, real), getattr(c, eff), getattr(c, saved)
+    privileged = caps.capable(c, cap)
+    if r != UNCHANGED and r not in (old_r, old_e) and not privileged:
+        raise fserr(errno.EPERM)
+    if e != UNCHANGED and e not in (old_r, old_e, old_s) and not privileged:
+        raise fserr(errno.EPERM)
+    if r != UNCHANGED:
+        setattr(c, real, r)
+    if e != UNCHANGED:
+        setattr(c, eff, e)
+    if r != UNCHANGED or (e != UNCHANGED and e != old_r):
+        setattr(c, saved, getattr(c, eff))
+    setattr(c, fs, getattr(c, eff))
 
 
-def _set_ids(c, real: str, eff: str, saved: str, fs: str, values) -> int:
+def _set_res(c, real: str, eff: str, saved: str, fs: str, values, cap: int) -> None:
     """setres[ug]id: each of (real, effective, saved) unless -1; without
-    privilege only to one of the current three."""
+    cap only to one of the current three. The fs id follows the effective."""
     vals = [v & 0xFFFFFFFF for v in values]
     allowed = (getattr(c, real), getattr(c, eff), getattr(c, saved))
-    for v in vals:
-        if v != UNCHANGED and not _may_set(c, v, *allowed):
-            raise fserr(errno.EPERM)
-    if vals[0] != UNCHANGED:
-        setattr(c, real, vals[0])
-    if vals[1] != UNCHANGED:
-        setattr(c, eff, vals[1])
-        setattr(c, fs, vals[1])
-    if vals[2] != UNCHANGED:
-        setattr(c, saved, vals[2])
+    if any(v != UNCHANGED and v not in allowed for v in vals) and not caps.capable(c, cap):
+        raise fserr(errno.EPERM)
+    for name, v in zip((real, eff, saved), vals):
+        if v != UNCHANGED:
+            setattr(c, name, v)
+    setattr(c, fs, getattr(c, eff))
+
+
+@syscall("setreuid")
+def sys_setreuid(k, t, r, e, *_):
+    c = t.tg.creds
+    old = (c.uid, c.euid, c.suid)
+    _set_re(c, "uid", "euid", "suid", "fsuid", r, e, caps.CAP_SETUID)
+    _uid_changed(c, old)
     return 0
 
 
-@syscall("setresuid", "setreuid")
+@syscall("setregid")
+def sys_setregid(k, t, r, e, *_):
+    _set_re(t.tg.creds, "gid", "egid", "sgid", "fsgid", r, e, caps.CAP_SETGID)
+    return 0
+
+
+@syscall("setresuid")
 def sys_setresuid(k, t, r, e, s, *_):
-    if t.syscall_nr == 113:  # setreuid has no saved id argument
-        s = UNCHANGED
-    return _set_ids(t.tg.creds, "uid", "euid", "suid", "fsuid", (r, e, s))
+    c = t.tg.creds
+    old = (c.uid, c.euid, c.suid)
+    _set_res(c, "uid", "euid", "suid", "fsuid", (r, e, s), caps.CAP_SETUID)
+    _uid_changed(c, old)
+    return 0
 
 
-@syscall("setresgid", "setregid")
+@syscall("setresgid")
 def sys_setresgid(k, t, r, e, s, *_):
-    if t.syscall_nr == 114:  # setregid
-        s = UNCHANGED
-    return _set_ids(t.tg.creds, "gid", "egid", "sgid", "fsgid", (r, e, s))
+    _set_res(t.tg.creds, "gid", "egid", "sgid", "fsgid", (r, e, s), caps.CAP_SETGID)
+    return 0
 
 
 @syscall("setfsuid")
 def sys_setfsuid(k, t, uid, *_):
+    """Returns the old fsuid whether or not it changed (Linux's interface)."""
     c = t.tg.creds
     old = c.fsuid
-    if c.euid == 0 or uid in (c.uid, c.euid, c.suid):
-        c.fsuid = uid & 0xFFFFFFFF
+    uid &= 0xFFFFFFFF
+    if uid != UNCHANGED and (uid in (c.uid, c.euid, c.suid, c.fsuid)
+                             or caps.capable(c, caps.CAP_SETUID)):
+        c.fsuid = uid
+        caps.on_setfsuid(c, old)
     return old
 
 
@@ -382,8 +422,10 @@ def sys_setfsuid(k, t, uid, *_):
 def sys_setfsgid(k, t, gid, *_):
     c = t.tg.creds
     old = c.fsgid
-    if c.euid == 0 or gid in (c.gid, c.egid, c.sgid):
-        c.fsgid = gid & 0xFFFFFFFF
+    gid &= 0xFFFFFFFF
+    if gid != UNCHANGED and (gid in (c.gid, c.egid, c.sgid, c.fsgid)
+                             or caps.capable(c, caps.CAP_SETGID)):
+        c.fsgid = gid
     return old
 
 
@@ -404,29 +446,62 @@ def sys_getgroups(k, t, size, lst, *_):
 
 @syscall("setgroups")
 def sys_setgroups(k, t, size, lst, *_):
-    if t.tg.creds.euid != 0:
+    if not caps.capable(t.tg.creds, caps.CAP_SETGID):
         raise fserr(errno.EPERM)
     if s32(size) < 0 or size > 65536:
         raise fserr(errno.EINVAL)
-    t.tg.creds.groups = struct.unpack(f"<{size}I", t.thread.read(lst, 4 * size)) if size else ()
+    groups = struct.unpack(f"<{size}I", t.thread.read(lst, 4 * size)) if size else ()
+    t.tg.creds.groups = tuple(sorted(groups))  # Linux keeps them sorted (groups_sort)
     return 0
 
 
-@syscall("capget", support=PARTIAL, note="reports full capabilities for root, none otherwise")
-def sys_capget(k, t, hdr, data, *_):
+# --- capabilities: capget/capset headers {version, pid}, then 1 (v1) or 2
+# (v2, v3) data words {effective, permitted, inheritable} of 32 bits each ---
+CAP_VERSIONS = {0x19980330: 1, 0x20071026: 2, 0x20080522: 2}
+CAP_VERSION_3 = 0x20080522
+
+
+def _cap_header(t, hdr) -> tuple[int, int]:
+    """(data words, pid); a version Linux does not know is answered with
+    its own, written back, and EINVAL."""
     version, pid = struct.unpack("<Ii", t.thread.read(hdr, 8))
-    if version not in (0x19980330, 0x20071026, 0x20080522):
-        t.thread.write(hdr, struct.pack("<I", 0x20080522))
-        if data:
-            raise fserr(errno.EINVAL)
+    words = CAP_VERSIONS.get(version)
+    if words is None:
+        t.thread.write(hdr, struct.pack("<I", CAP_VERSION_3))
+        raise fserr(errno.EINVAL)
+    return words, pid
+
+
+@syscall("capget", support=PARTIAL, note="per process, not per thread")
+def sys_capget(k, t, hdr, data, *_):
+    try:
+        words, pid = _cap_header(t, hdr)
+    except OSError as e:
+        if e.errno == errno.EINVAL and not data:
+            return 0  # asking for the preferred version
+        raise
+    if not data:
         return 0
-    if data:
-        full = 0xFFFFFFFF if t.tg.creds.euid == 0 else 0
-        words = 1 if version == 0x19980330 else 2
-        t.thread.write(data, struct.pack("<III", full, full, 0) * words)
+    if pid < 0:
+        raise fserr(errno.EINVAL)
+    target = t if pid in (0, t.tid) else k.pidns.tasks.get(pid)
+    if target is None:
+        raise fserr(errno.ESRCH)
+    c = target.tg.creds
+    out = b"".join(struct.pack("<III", c.cap_effective >> (32 * i) & 0xFFFFFFFF,
+                               c.cap_permitted >> (32 * i) & 0xFFFFFFFF,
+                               c.cap_inheritable >> (32 * i) & 0xFFFFFFFF) for i in range(words))
+    t.thread.write(data, out)
     return 0
 
 
-@syscall("capset", support=PARTIAL, note="accepted, not enforced")
-def sys_capset(k, t, *_):
+@syscall("capset", support=PARTIAL, note="per process, not per thread")
+def sys_capset(k, t, hdr, data, *_):
+    words, pid = _cap_header(t, hdr)
+    if pid not in (0, t.tid):
+        raise fserr(errno.EPERM)  # only the caller's own sets
+    raw = struct.unpack(f"<{3 * words}I", t.thread.read(data, 12 * words))
+    effective, permitted, inheritable = (
+        sum(raw[3 * i + j] << (32 * i) for i in range(words)) & caps.ALL_CAPS for j in range(3))
+    caps.capset(t.tg.creds, effective, permitted, inheritable)
     return 0

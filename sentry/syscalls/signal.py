@@ -9,7 +9,7 @@ from vfs.file import O_NONBLOCK, O_RDWR, FileDescription
 from vfs.inode import FileDescriptionImpl, fserr
 from vfs.proc import TaskDir
 
-from .. import signals
+from .. import caps, signals
 from ..kernel import NORESUME
 from ..waiter import Block, WaitQueue
 from .table import PARTIAL, syscall
@@ -126,15 +126,28 @@ def _groups_for_kill(k, t, pid):
     return found
 
 
+def _permitted(t, tgs, sig: int, pid: int) -> list:
+    """The targets the caller may signal (caps.may_signal); EPERM if it may
+    signal none of them, except for kill(-1), which skips them silently."""
+    ok = [tg for tg in tgs if caps.may_signal(t.tg, tg, sig)]
+    if tgs and not ok and pid != -1:
+        raise fserr(errno.EPERM)
+    return ok
+
+
+def _check_permission(t, tg, sig: int) -> None:
+    if not caps.may_signal(t.tg, tg, sig):
+        raise fserr(errno.EPERM)
+
+
 @syscall("kill")
 def sys_kill(k, t, pid, sig, *_):
     sig = s32(sig)
     if not 0 <= sig <= 64:
         raise fserr(errno.EINVAL)
-    for tg in _groups_for_kill(k, t, s32(pid)):
-        if tg is k.init_tg and tg is not t.tg and sig in (9, 19):
-            continue  # init is protected from SIGKILL/SIGSTOP sent inside its namespace
-        signals.send_signal_to_group(k, tg, sig, info=(sig, 0, signals.SI_USER, t.tg.tgid | (t.tg.creds.uid << 32), 0))
+    for tg in _permitted(t, _groups_for_kill(k, t, s32(pid)), sig, s32(pid)):
+        # init's protection (its default actions, SIGKILL, SIGSTOP) is send_signal_to_group's
+        signals.send_signal_to_group(k, tg, sig, info=(sig, 0, signals.SI_USER, _sender(t), 0))
     return NORESUME if not t.alive else 0
 
 
@@ -155,7 +168,9 @@ def sys_tkill(k, t, tid, sig, *_):
     sig = s32(sig)
     if s32(tid) <= 0 or not 0 <= sig <= 64:
         raise fserr(errno.EINVAL)
-    signals.send_signal_to_task(k, _task(k, s32(tid)), sig, info=(sig, 0, signals.SI_TKILL, _sender(t), 0))
+    task = _task(k, s32(tid))
+    _check_permission(t, task.tg, sig)
+    signals.send_signal_to_task(k, task, sig, info=(sig, 0, signals.SI_TKILL, _sender(t), 0))
     return NORESUME if not t.alive else 0
 
 
@@ -167,6 +182,7 @@ def sys_tgkill(k, t, tgid, tid, sig, *_):
     task = _task(k, s32(tid))
     if task.tg.tgid != s32(tgid):
         raise fserr(errno.ESRCH)
+    _check_permission(t, task.tg, sig)
     signals.send_signal_to_task(k, task, sig, info=(sig, 0, signals.SI_TKILL, _sender(t), 0))
     return NORESUME if not t.alive else 0
 
@@ -189,7 +205,7 @@ def sys_rt_sigqueueinfo(k, t, pid, sig, uinfo, *_):
     info = _queued_info(t, sig, uinfo, s32(pid))
     if s32(pid) <= 0:
         raise fserr(errno.ESRCH)  # one process only, unlike kill(2)
-    for tg in _groups_for_kill(k, t, s32(pid)):
+    for tg in _permitted(t, _groups_for_kill(k, t, s32(pid)), sig, s32(pid)):
         signals.send_signal_to_group(k, tg, sig, info=info)
     return NORESUME if not t.alive else 0
 
@@ -203,6 +219,7 @@ def sys_rt_tgsigqueueinfo(k, t, tgid, tid, sig, uinfo, *_):
     task = _task(k, s32(tid))
     if task.tg.tgid != s32(tgid):
         raise fserr(errno.ESRCH)
+    _check_permission(t, task.tg, sig)
     signals.send_signal_to_task(k, task, sig, info=info)
     return NORESUME if not t.alive else 0
 
@@ -303,5 +320,6 @@ def sys_pidfd_send_signal(k, t, pidfd, sig, info, flags, *_):
         raise fserr(errno.EINVAL)
     if tg is None or tg.state != "R":
         raise fserr(errno.ESRCH)
+    _check_permission(t, tg, sig)
     signals.send_signal_to_group(k, tg, sig)
     return NORESUME if not t.alive else 0

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from conftest import pyrunsc_cmd, run_do
@@ -225,12 +226,23 @@ def test_sandbox_default_nameserver_is_the_gateway():
 def test_sandbox_namespace_removed_on_abnormal_ends(how):
     env = os.environ.copy()
     if how == "guest SIGKILL":
-        args = ["/bin/sh", "-c", "kill -9 $$"]
+        # init ignores a SIGKILL sent from inside its pid namespace (Linux
+        # too): the host kills init's host process, as an OOM kill would
+        args = ["/bin/sh", "-c", "kill -9 $$; exec sleep 60"]
     else:
         env["PYRUNSC_TEST_CRASH_IN"] = "getppid"
         args = ["/bin/sh", "-c", "/bin/sh -c 'echo $PPID'"]
     p = subprocess.Popen(pyrunsc_cmd("do", "--network=sandbox", "--", *args), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=env, cwd="/", start_new_session=True)
+    if how == "guest SIGKILL":
+        def guest_sleep():  # the host shows a guest's command (PR_SET_NAME)
+            found = []
+            for c in psutil.Process(p.pid).children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    if c.name() == "sleep":
+                        found.append(c)
+            return found
+        wait_for(guest_sleep)[0].kill()
     out, err = p.communicate(timeout=120)
     assert p.returncode == (137 if how == "guest SIGKILL" else 70), err[-2000:]
     assert namespaces(p.pid) == []
