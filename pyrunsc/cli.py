@@ -6,12 +6,38 @@ import sys
 import click
 
 from .network import DEFAULT_ADDR, DEFAULT_GATEWAY, NetworkConfig, parse_publish
+from .oci import commands as oci_commands
+from .oci import info as oci_info
+from .oci.assemble import RuntimeOptions
+from .oci.commands import Runtime
+from .oci.state import DEFAULT_ROOT
 from .sandbox import Config, Sandbox, SandboxError, parse_bind, parse_tmpfs_spec
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main():
+@click.version_option("0.1.0", "--version", "-v", message="pyrunsc version %(version)s\nspec: 1.0.2")
+@click.option("--root", "state_root", default=DEFAULT_ROOT, show_default=True,
+              help="OCI runtime: where containers' state lives.")
+@click.option("--log", "log", default=None, help="OCI runtime: append errors to this file.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--debug", is_flag=True, help="Accepted for runc compatibility.")
+@click.option("--systemd-cgroup", is_flag=True, help="Accepted for runc compatibility (no host cgroups are made).")
+@click.option("--rootless", default=None, hidden=True)
+@click.option("--criu", default=None, hidden=True)
+@click.option("--platform", "platform", type=click.Choice(["ptrace"]), default="ptrace", show_default=True,
+              help="OCI runtime: how guest code runs.")
+@click.option("--network", "network", default="none", show_default=True, metavar="none|sandbox|host",
+              help="OCI runtime: the containers' network (see `do --network`).")
+@click.option("--strace", "strace", is_flag=True, help="OCI runtime: trace the containers' syscalls.")
+@click.option("--debug-log", "debug_log", default=None, help="OCI runtime: the sentry's log file.")
+@click.option("--overlay", "overlay", type=click.Choice(["tmpfs", "none"]), default="tmpfs", show_default=True,
+              help="OCI runtime: tmpfs keeps writes to the root in the sandbox; none writes through.")
+@click.pass_context
+def main(ctx, state_root, log, log_format, debug, systemd_cgroup, rootless, criu, platform, network, strace,
+         debug_log, overlay):
     """pyrunsc: run untrusted Linux programs under a Python application kernel."""
+    opts = RuntimeOptions(platform=platform, network=network, strace=strace, debug_log=debug_log, overlay=overlay)
+    ctx.obj = Runtime(state_root, log, log_format, opts)
 
 
 def _parsed(parse):
@@ -94,6 +120,9 @@ def syscalls(unimplemented):
         note = f"  ({e.note})" if e.note else ""
         click.echo(f"{nr:4d}  {e.name:24s} {e.support}{note}")
 
+
+oci_commands.register(main)
+oci_info.register(main)  # spec, features, install, uninstall
 
 if __name__ == "__main__":
     main()

@@ -109,6 +109,21 @@ def parse_tmpfs_spec(spec: str) -> TmpfsMount:
 
 
 @dataclass
+class FsMount:
+    """A filesystem of the sandbox's own mounted at guest (OCI config.json
+    mounts): proc, sysfs, devtmpfs, devpts, tmpfs, or an empty read-only
+    stand-in for the kinds the sandbox has no filesystem for (mqueue,
+    cgroup). flags are MS_* words, data the filesystem's options."""
+    guest: bytes
+    fstype: str
+    flags: int = 0
+    data: bytes = b""
+
+
+EMPTY_STANDINS = ("mqueue", "cgroup", "cgroup2")
+
+
+@dataclass
 class Config:
     root: str = "/"
     cwd: str | None = None
@@ -121,6 +136,13 @@ class Config:
     extra_env: list[str] = field(default_factory=list)
     console: bool = True           # a terminal on stdin gets a sandbox pty (sentry.console)
     network: NetworkConfig = field(default_factory=NetworkConfig)  # --network, -p, --dns
+    # OCI bundles: the mounts replace the default set (/proc /dev /dev/pts
+    # /dev/shm /sys /tmp); then masked paths are hidden and read-only ones bound read-only
+    fs_mounts: list | None = None   # FsMount, BindMount and TmpfsMount, in config order
+    root_readonly: bool = False
+    masked_paths: list[bytes] = field(default_factory=list)
+    readonly_paths: list[bytes] = field(default_factory=list)
+    hostname: bytes = b"pyrunsc"
 
 
 class SandboxError(Exception):
@@ -159,42 +181,84 @@ class Sandbox:
         self.network = None  # pyrunsc.network.NetworkHandle
 
     def _build_mounts(self) -> MountTree:
-        self.gofer = start_gofer(self.config.root, rw=not self.config.overlay)
+        cfg = self.config
+        self.gofer = start_gofer(cfg.root, rw=not cfg.overlay)
         self.gofers.append(self.gofer)
-        root_fs = OverlayFS(self.gofer.fs, TmpFS()) if self.config.overlay else self.gofer.fs
+        root_fs = OverlayFS(self.gofer.fs, TmpFS()) if cfg.overlay else self.gofer.fs
         tree = MountTree(root_fs, source="none")
+        if cfg.root_readonly:
+            tree.root.mount.flags |= MS_RDONLY
         # procfs reads the kernel's state; the kernel is bound once it exists
         self.proc_source = KernelProcSource(None)
         self.procfs = ProcFS(self.proc_source)
-        tree.mount_path(b"/proc", self.procfs, MS_NOSUID | MS_NODEV | MS_NOEXEC, "proc")
         self.devfs = DevFS()
-        tree.mount_path(b"/dev", self.devfs, MS_NOSUID, "devtmpfs")
         self.ptys = PtyRegistry()
-        tree.mount_path(b"/dev/pts", DevPtsFS(self.ptys), MS_NOSUID | MS_NOEXEC, "devpts")
-        tree.mount_path(b"/dev/shm", TmpFS(), MS_NOSUID | MS_NODEV, "shm")
         self.sysfs = SysFS(os.cpu_count() or 1)
-        tree.mount_path(b"/sys", self.sysfs, MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "sysfs")
-        tree.mount_path(b"/tmp", TmpFS(), MS_NOSUID | MS_NODEV, "tmpfs")
         ops.device_opener = lambda rdev, flags=O_NOCTTY: self.ptys.open(rdev, flags) or open_device(rdev)
         self.devfs.tty_opener = self.ptys.open_controlling  # /dev/tty
         ops.fifo_opener = open_fifo_end
         # one sysfs and one devtmpfs superblock, as Linux has per network namespace and system
         tree.fstypes = FilesystemTypes(proc=self._new_procfs, sysfs=lambda: self.sysfs,
                                        devpts=lambda: DevPtsFS(self.ptys), devtmpfs=lambda: self.devfs)
+        if cfg.fs_mounts is not None:
+            for m in cfg.fs_mounts:  # config order: parents come first there
+                self._mount_one(tree, m)
+            self._mask(tree)
+            return tree
+        tree.mount_path(b"/proc", self.procfs, MS_NOSUID | MS_NODEV | MS_NOEXEC, "proc")
+        tree.mount_path(b"/dev", self.devfs, MS_NOSUID, "devtmpfs")
+        tree.mount_path(b"/dev/pts", DevPtsFS(self.ptys), MS_NOSUID | MS_NOEXEC, "devpts")
+        tree.mount_path(b"/dev/shm", TmpFS(), MS_NOSUID | MS_NODEV, "shm")
+        tree.mount_path(b"/sys", self.sysfs, MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "sysfs")
+        tree.mount_path(b"/tmp", TmpFS(), MS_NOSUID | MS_NODEV, "tmpfs")
         # the user's mounts, parents before what is mounted inside them
-        user = sorted(self.config.tmpfs + self.config.mounts, key=lambda m: len(m.guest.strip(b"/").split(b"/")))
+        user = sorted(cfg.tmpfs + cfg.mounts, key=lambda m: len(m.guest.strip(b"/").split(b"/")))
         for m in user:
-            try:
-                if isinstance(m, TmpfsMount):
-                    at = self._mountpoint(tree, m.guest, S.S_IFDIR)
-                    tree.mount(at, make_tmpfs(m.options), m.flags, "tmpfs", options=m.options.text(),
-                               config=m.options)
-                else:
-                    self._bind_host(tree, m)
-            except OSError as e:
-                what = "--tmpfs" if isinstance(m, TmpfsMount) else f"--mount {m.host}:"
-                raise SandboxError(f"pyrunsc: {what}{os.fsdecode(m.guest)}: {e.strerror or e}", 125) from None
+            self._mount_one(tree, m)
         return tree
+
+    def _mount_one(self, tree: MountTree, m) -> None:
+        try:
+            if isinstance(m, BindMount):
+                self._bind_host(tree, m)
+                return
+            at = self._mountpoint(tree, m.guest, S.S_IFDIR)
+            if isinstance(m, TmpfsMount):
+                tree.mount(at, make_tmpfs(m.options), m.flags, "tmpfs", options=m.options.text(),
+                           config=m.options)
+            elif m.fstype in EMPTY_STANDINS:
+                tree.mount(at, TmpFS(), m.flags | MS_RDONLY, m.fstype)
+            else:
+                _, _, opts, _ = split_data(m.data)
+                fs, text, parsed = tree.fstypes.make(m.fstype.encode(), opts)
+                if m.fstype == "proc" and not any(x.fs is self.procfs for x in tree.mounts):
+                    fs = self.procfs  # the first proc mount is the sandbox's own
+                tree.mount(at, fs, m.flags, m.fstype, options=text, config=parsed)
+        except OSError as e:
+            what = {BindMount: f"--mount {getattr(m, 'host', '')}:", TmpfsMount: "--tmpfs"}.get(
+                type(m), f"mount ({getattr(m, 'fstype', '')}) ")
+            raise SandboxError(f"pyrunsc: {what}{os.fsdecode(m.guest)}: {e.strerror or e}", 125) from None
+
+    def _mask(self, tree: MountTree) -> None:
+        """OCI maskedPaths (an empty read-only directory or /dev/null over
+        them) and readonlyPaths (bound read-only onto themselves)."""
+        ctx = PathContext(tree.root, tree.root, Creds())
+        for path in self.config.masked_paths:
+            try:
+                at = tree.resolve(ctx, path)
+            except OSError:
+                continue  # nothing there to hide
+            if at.inode.is_dir():
+                tree.mount(at, TmpFS(), MS_RDONLY, "tmpfs")
+            else:
+                tree.bind(at, tree.resolve(ctx, b"/dev/null"))
+        for path in self.config.readonly_paths:
+            try:
+                at = tree.resolve(ctx, path)
+            except OSError:
+                continue
+            for m in tree.subtree(tree.bind(at, at, recursive=True)):
+                m.flags |= MS_RDONLY
 
     def _new_procfs(self) -> ProcFS:
         """Another proc mount: the same processes, the same boot."""
@@ -278,7 +342,7 @@ class Sandbox:
                     and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY), None)
         self.console = Console(self.kernel, self.ptys, in_fd=0, out_fd=out)
 
-    def _find_program(self, tree: MountTree, ctx: PathContext, cmd: str, env: list[bytes]) -> bytes:
+    def find_program(self, tree: MountTree, ctx: PathContext, cmd: str, env: list[bytes]) -> bytes:
         """execvp's PATH search, inside the sandbox."""
         name = os.fsencode(cmd)
         if b"/" in name:
@@ -302,38 +366,51 @@ class Sandbox:
             raise SandboxError(f"pyrunsc: {cmd}: Permission denied", 126)
         raise SandboxError(f"pyrunsc: {cmd}: No such file or directory", 127)
 
+    def boot(self) -> MountTree:
+        """Everything but the first process: the filesystem tree with its
+        gofers, the platform on one CPU, the kernel and its network."""
+        cfg = self.config
+        if cfg.debug_log:
+            self._log = open(cfg.debug_log, "a", buffering=1)
+        tree = self._build_mounts()
+        cpu = _pick_cpu()
+        os.sched_setaffinity(0, {cpu})  # guests inherit it: one CPU for tracer and traced
+        self.platform = PtracePlatform(cpu=cpu)
+        strace = Strace(self._log or sys.stderr) if cfg.strace else None
+        self.kernel = Kernel(self.platform, tree, strace=strace, debug_log=self._log, hostname=cfg.hostname)
+        self.proc_source.bind(self.kernel)
+        self.ptys.kernel = self.kernel
+        try:
+            self.network = setup_network(self.kernel, cfg.network)
+        except NetworkError as e:
+            raise SandboxError(str(e), 125) from None
+        return tree
+
+    def working_directory(self, tree: MountTree, ctx: PathContext, wanted: str | None) -> bytes:
+        """The first process's cwd: wanted (an error if missing), else
+        pyrunsc's own when the sandbox has it, else /."""
+        cwd = os.fsencode(wanted or os.getcwd())
+        try:
+            loc = tree.resolve(ctx, cwd)
+            if not loc.inode.is_dir():
+                raise NotADirectoryError
+        except OSError:
+            if wanted:
+                raise SandboxError(f"pyrunsc: --cwd {wanted}: No such directory in the sandbox", 125) from None
+            cwd = b"/"
+        ctx.cwd = tree.resolve(ctx, cwd)
+        return cwd
+
     def run(self, argv: list[str]) -> int:
         cfg = self.config
         env = [os.fsencode(e) for e in (cfg.env if cfg.env is not None else
                [f"{k}={v}" for k, v in os.environ.items()])]
         env += [os.fsencode(e) for e in cfg.extra_env]
         try:
-            if cfg.debug_log:
-                self._log = open(cfg.debug_log, "a", buffering=1)
-            tree = self._build_mounts()
-            cpu = _pick_cpu()
-            os.sched_setaffinity(0, {cpu})  # guests inherit it: one CPU for tracer and traced
-            self.platform = PtracePlatform(cpu=cpu)
-            strace = Strace(self._log or sys.stderr) if cfg.strace else None
-            self.kernel = Kernel(self.platform, tree, strace=strace, debug_log=self._log)
-            self.proc_source.bind(self.kernel)
-            self.ptys.kernel = self.kernel
-            try:
-                self.network = setup_network(self.kernel, cfg.network)
-            except NetworkError as e:
-                raise SandboxError(str(e), 125) from None
+            tree = self.boot()
             ctx = PathContext(tree.root, tree.root, Creds())
-            cwd = os.fsencode(cfg.cwd or os.getcwd())
-            try:
-                loc = tree.resolve(ctx, cwd)
-                if not loc.inode.is_dir():
-                    raise NotADirectoryError
-            except OSError:
-                if cfg.cwd:
-                    raise SandboxError(f"pyrunsc: --cwd {cfg.cwd}: No such directory in the sandbox", 125) from None
-                cwd = b"/"
-            ctx.cwd = tree.resolve(ctx, cwd)
-            prog = self._find_program(tree, ctx, argv[0], env)
+            cwd = self.working_directory(tree, ctx, cfg.cwd)
+            prog = self.find_program(tree, ctx, argv[0], env)
             self._open_console()
             try:
                 self.kernel.start([prog] + [os.fsencode(a) for a in argv[1:]], env, cwd, self._stdio())

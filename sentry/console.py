@@ -21,17 +21,20 @@ import os
 import signal
 import termios
 import threading
-import time
 import tty
 
+from .kernel import WAKE_SIGNAL
 from .pty import PTMX_RDEV, VMIN, VTIME, WINSIZE, PtyReplica
 
-WAKE_SIGNAL = signal.SIGIO  # interrupts the loop's waitpid; the sentry uses it for nothing else
 
 
 class Console:
-    def __init__(self, kernel, registry, in_fd: int = 0, out_fd: int | None = 1):
+    def __init__(self, kernel, registry, in_fd: int = 0, out_fd: int | None = 1, *, host_signals: bool = True):
+        """host_signals: handle SIGWINCH, SIGTERM and SIGHUP in this process
+        (`pyrunsc do`); an OCI sandbox, serving several consoles, handles
+        them itself and calls on_winch."""
         self.k, self.in_fd, self.out_fd = kernel, in_fd, out_fd
+        self.host_signals = host_signals
         self.master = registry.open(PTMX_RDEV)
         self.term = self.master.term
         self.term.locked = False
@@ -58,11 +61,11 @@ class Console:
             if isinstance(cc[i], bytes) and i not in (VTIME, VMIN):
                 self.term.cc[i] = cc[i][0]
         tty.setraw(self.in_fd, termios.TCSANOW)
-        self.main_thread = threading.get_ident()
-        self.old_handlers[WAKE_SIGNAL] = signal.signal(WAKE_SIGNAL, lambda *_: None)
-        self.old_handlers[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self._on_winch)
-        for sig in (signal.SIGTERM, signal.SIGHUP):  # unwind (restoring the terminal), not just die
-            self.old_handlers[sig] = signal.signal(sig, self._on_terminate)
+        if self.host_signals:
+            self.old_handlers[WAKE_SIGNAL] = signal.signal(WAKE_SIGNAL, lambda *_: None)
+            self.old_handlers[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self.on_winch)
+            for sig in (signal.SIGTERM, signal.SIGHUP):  # unwind (restoring the terminal), not just die
+                self.old_handlers[sig] = signal.signal(sig, self._on_terminate)
         self.k.on_poke.append(self.pump)
         self._watch_output()
         threading.Thread(target=self._read_host, name="pyrunsc-console", daemon=True).start()
@@ -82,23 +85,14 @@ class Console:
                 return
 
     def _wake(self) -> None:
-        self.k.poke()
-        # A signal that lands just before the loop enters waitpid does not
-        # interrupt it: repeat until the loop has taken the input.
-        for _ in range(100):
-            try:
-                signal.pthread_kill(self.main_thread, WAKE_SIGNAL)
-            except (ProcessLookupError, RuntimeError):
-                return
-            time.sleep(0.02)
-            if not self.k.poked or self.closed:
-                return
+        if not self.closed:
+            self.k.poke_from_thread()
 
     @staticmethod
     def _on_terminate(sig, _frame) -> None:
         raise SystemExit(128 + sig)
 
-    def _on_winch(self, *_) -> None:
+    def on_winch(self, *_) -> None:
         self.winch = True
         self.k.poke()
 
@@ -151,6 +145,8 @@ class Console:
             return
         self._flush()
         self.closed = True
+        if self.pump in self.k.on_poke:
+            self.k.on_poke.remove(self.pump)
         if self.saved_mode is not None:
             try:
                 termios.tcsetattr(self.in_fd, termios.TCSADRAIN, self.saved_mode)

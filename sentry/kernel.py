@@ -16,7 +16,9 @@ import heapq
 import itertools
 import os
 import select
+import signal
 import struct
+import threading
 import time
 
 from platforms.ptrace._ptrace import ffi, lib
@@ -41,6 +43,7 @@ AUDIT_ARCH_X86_64 = 0xC000003E
 CORE_SIGNALS = {3, 4, 5, 6, 7, 8, 11, 24, 25, 31}  # default action: dump core
 IGNORED_SIGNALS = {17, 18, 23, 28}  # SIGCHLD, SIGCONT, SIGURG, SIGWINCH
 HOST_FAULTS = {4, 5, 7, 8, 11, 31}  # SIGILL SIGTRAP SIGBUS SIGFPE SIGSEGV SIGSYS: raised by guest code
+WAKE_SIGNAL = signal.SIGIO  # interrupts the loop's waitpid (poke_from_thread); nothing else uses it
 NORESUME = object()  # handler result: the handler decided how the task goes on
 
 
@@ -128,12 +131,36 @@ class Kernel:
         self.watches: dict[int, list] = {}
         self.netclock = KernelClock(self)
         self.netstack = None   # netstack.stack.Stack, made by the sandbox's network setup
+        self.held_starts: list[ThreadGroup] = []  # loaded, waiting for release() (OCI create)
+        self.exit_watchers: dict = {}  # ThreadGroup -> on_exit(wait_status), for spawn()
+        self.frozen = False            # OCI pause: no task is resumed until thaw()
+        self.frozen_held: list = []    # ready entries taken while frozen
+        self.loop_thread = threading.get_ident()
         inet.register()
         netlink.register()
 
     # --- process creation ---
     def start(self, argv: list[bytes], envp: list[bytes], cwd: bytes, fdtable: FDTable,
-              creds: Credentials | None = None) -> None:
+              creds: Credentials | None = None, *, hold: bool = False) -> ThreadGroup:
+        """Load the first process (pid 1). With hold, it waits for
+        release(): an OCI container is created, then started."""
+        tg = self._new_process(argv, envp, cwd, fdtable, creds)
+        self.init_tg = tg
+        self._ready_or_held(tg, hold)
+        return tg
+
+    def spawn(self, argv: list[bytes], envp: list[bytes], cwd: bytes, fdtable: FDTable,
+              creds: Credentials | None, on_exit, *, hold: bool = False) -> ThreadGroup:
+        """Another process entering the sandbox from outside (OCI exec): a
+        session of its own with no parent inside, as the process runc exec
+        starts. on_exit(wait_status) is called when it exits; it is reaped
+        at once (no parent will wait for it)."""
+        tg = self._new_process(argv, envp, cwd, fdtable, creds)
+        self.exit_watchers[tg] = on_exit
+        self._ready_or_held(tg, hold)
+        return tg
+
+    def _new_process(self, argv, envp, cwd, fdtable, creds) -> ThreadGroup:
         creds = creds or Credentials()
         root = self.mounts.root
         ctx = PathContext(root, root, creds.vfs())
@@ -147,9 +174,21 @@ class Kernel:
         tg.start_ns = time.monotonic_ns()
         t = Task(tgid, tg, thread)
         self._register(t)
-        self.init_tg = tg
         self._load(t, plan)
-        self.ready.append((t, 0, 0, 0))
+        return tg
+
+    def _ready_or_held(self, tg: ThreadGroup, hold: bool) -> None:
+        if hold:
+            self.held_starts.append(tg)
+        else:
+            self.ready.append((tg.tasks[0], 0, 0, 0))
+
+    def release(self, tg: ThreadGroup) -> None:
+        """Let a process loaded with hold=True run."""
+        if tg in self.held_starts:
+            self.held_starts.remove(tg)
+            if tg.tasks and not tg.exiting:
+                self.ready.append((tg.tasks[0], 0, 0, 0))
 
     def _register(self, t: Task) -> None:
         t.tg.tasks.append(t)
@@ -175,6 +214,7 @@ class Kernel:
                              self.hwcap, self.hwcap2, self.minsigstksz, exe_path,
                              getattr(self.platform, "images", None))
         regs = thread.get_regs()
+        stub_stack = regs.rsp  # in the stub's own stack, which the host keeps calling [stack]
         for name in ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
                      "rax", "rcx", "rdx", "rsi", "rdi", "fs_base", "gs_base"):
             setattr(regs, name, 0)
@@ -187,6 +227,8 @@ class Kernel:
         tg.argv = plan.argv
         tg.envp = plan.envp
         t.comm = os.path.basename(plan.filename)[:15]
+        # the host's ps (docker top) shows the guest's command, not the stub's
+        thread.show_as(t.comm, regs, stub_stack, tg.mm.arg_range, tg.mm.env_range, loaded.brk)
 
     # --- the loop ---
     def run(self) -> int:
@@ -203,7 +245,7 @@ class Kernel:
                 # Fast path: one task to resume and nothing else to watch:
                 # one C call stores its result, resumes it and waits.
                 if len(ready) == 1 and not (self.woken or self.timers or self.host_waits or plat.pending
-                                            or self.poked or self.watches):
+                                            or self.poked or self.watches or self.frozen):
                     t, set_rax, rax, sig = ready[0]
                     if t.alive and rax != -ERESTARTSYS and not t.tg.stopped and \
                             not (t.pending_signals | t.tg.pending_signals) & ~t.sigmask:
@@ -242,6 +284,9 @@ class Kernel:
                 while self.ready:
                     entry = t, set_rax, rax, sig = self.ready.popleft()
                     if not t.alive:
+                        continue
+                    if self.frozen:  # OCI pause: held until thaw()
+                        self.frozen_held.append(entry)
                         continue
                     if t.tg.stopped:  # job control: held until SIGCONT
                         t.tg.held.append(entry)
@@ -488,6 +533,21 @@ class Kernel:
         except OSError:  # full (a wake-up is pending anyway) or closed at the end
             pass
 
+    def poke_from_thread(self) -> None:
+        """From another thread: poke, and interrupt the loop's waitpid with
+        WAKE_SIGNAL (its owner installs a handler). A signal landing just
+        before the loop enters waitpid does not interrupt it: repeat until
+        the loop has run its pokes."""
+        self.poke()
+        for _ in range(100):
+            try:
+                signal.pthread_kill(self.loop_thread, WAKE_SIGNAL)
+            except (ProcessLookupError, RuntimeError):
+                return
+            time.sleep(0.02)
+            if not self.poked or self.finished:
+                return
+
     def _run_pokes(self) -> None:
         self.poked = False
         try:
@@ -677,6 +737,10 @@ class Kernel:
         self._hang_up_orphans(watch)
         parent = tg.parent
         if parent is None:
+            on_exit = self.exit_watchers.pop(tg, None)
+            if on_exit is not None:  # spawned from outside: nobody inside waits for it
+                self.reap(tg)
+                on_exit(tg.exit_status)
             return
         act = parent.handlers.actions[SIGCHLD]
         if act.handler == 1:  # SIG_IGN: no zombie, no signal
@@ -741,6 +805,23 @@ class Kernel:
         self.ready.extend(tg.held)
         tg.held = []
         self._notify_parent(tg, 6, 18, stop=True)  # CLD_CONTINUED
+
+    def freeze(self) -> None:
+        """OCI pause: every task stops where it is (running ones are made to
+        stop on the host) and nothing resumes until thaw(). Unlike a
+        job-control stop, the guests cannot observe it."""
+        if self.frozen:
+            return
+        self.frozen = True
+        for t in list(self.running):
+            lib.pt_tgkill(t.tg.tasks[0].thread.pid, t.thread.pid, SIGSTOP)
+
+    def thaw(self) -> None:
+        if not self.frozen:
+            return
+        self.frozen = False
+        self.ready.extend(self.frozen_held)
+        self.frozen_held = []
 
     def _notify_parent(self, tg: ThreadGroup, code: int, value: int, stop: bool = False) -> None:
         parent = tg.parent

@@ -1,0 +1,1 @@
+"""pyrunsc as an OCI runtime (runc's command line); docs/oci.md."""

@@ -1,0 +1,459 @@
+"""runc's command line: what containerd's shim and Podman's conmon call
+(create, start, state, kill, delete, exec, ps, pause, resume) and what
+users and tools expect beside them (run, list, events, wait)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+
+from . import assemble
+from .control import Channel, ControlError, request
+from .hooks import HookError, run_hooks
+from .spec import SpecError, load_bundle, parse_process
+from .state import (ContainerError, Store, check_id, kill_quietly, now_rfc3339, wait_gone,
+                    write_atomic)
+
+
+class Runtime:
+    """The global flags of one invocation."""
+
+    def __init__(self, root: str, log: str | None, log_format: str, opts: assemble.RuntimeOptions):
+        self.store = Store(root)
+        self.log_path, self.log_format = log, log_format
+        self.opts = opts
+
+    def log(self, msg: str, level: str = "error") -> None:
+        """A line to --log (JSON lines with --log-format json, as containerd
+        reads them) and to stderr."""
+        if self.log_path:
+            try:
+                with open(self.log_path, "a") as f:
+                    if self.log_format == "json":
+                        f.write(json.dumps({"level": level, "msg": msg, "time": now_rfc3339()}) + "\n")
+                    else:
+                        f.write(f'time="{now_rfc3339()}" level={level} msg="{msg}"\n')
+            except OSError:
+                pass
+        print(f"pyrunsc: {msg}" if level == "error" else msg, file=sys.stderr)
+
+    def fail(self, msg: str, code: int = 1):
+        self.log(msg)
+        sys.exit(code)
+
+    # --- containers ---
+    def status(self, st) -> str:
+        if not st.alive():
+            return "stopped"
+        try:
+            return request(self.store.control_path(st.id), {"op": "state"}, timeout=10)["status"]
+        except (ControlError, OSError):
+            return "stopped" if not st.alive() else "creating"
+
+    def ask(self, st, msg: dict, fds=()) -> dict:
+        if not st.alive():
+            raise ContainerError("container not running")
+        try:
+            return request(self.store.control_path(st.id), msg, fds)
+        except ControlError as e:
+            if not st.alive():
+                raise ContainerError("container not running") from None
+            raise ContainerError(str(e)) from None
+
+    def create(self, cid: str, bundle: str, pid_file: str | None, console_socket: str | None) -> int:
+        """Fork the sandbox process and wait until it has created the
+        container (or failed, leaving nothing). Returns its pid."""
+        from .server import serve
+        check_id(cid)
+        spec = load_bundle(bundle)
+        if spec.process is not None and spec.process.terminal and not console_socket:
+            raise ContainerError("process.terminal is set: --console-socket is required")
+        self.store.reserve(cid)
+        try:
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the sandbox process
+                code = 1
+                try:
+                    os.close(r)
+                    os.setsid()
+                    code = serve(spec, cid, self.store, self.opts, console_socket, w, self.log)
+                except BaseException:
+                    import traceback
+                    traceback.print_exc()
+                finally:
+                    os._exit(code)
+            os.close(w)
+            with os.fdopen(r, "rb") as f:
+                line = f.readline()
+            try:
+                msg = json.loads(line) if line else {"ok": False, "error": "the sandbox process died"}
+            except ValueError:
+                msg = {"ok": False, "error": "the sandbox process died"}
+            if not msg.get("ok"):
+                os.waitpid(pid, 0)
+                raise ContainerError(msg.get("error") or "create failed")
+        except BaseException:
+            self.store.remove(cid)
+            raise
+        if pid_file:
+            write_atomic(os.path.abspath(pid_file), str(pid))
+        return pid
+
+    def start(self, cid: str) -> None:
+        st = self.store.load(cid)
+        with self.store.lock(cid):
+            status = self.status(st)
+            if status == "stopped":
+                raise ContainerError("cannot start a container that has stopped")
+            if status != "created":
+                raise ContainerError(f"cannot start an already {status} container")
+            self.ask(st, {"op": "start"})
+            st.started = True
+            self.store.save(st)
+        try:
+            hooks = load_bundle(st.bundle).hooks.get("poststart", [])
+        except SpecError:
+            hooks = []
+        run_hooks("poststart", hooks, st.oci("running"), self.log)
+
+    def kill(self, cid: str, sig: int, all_: bool) -> None:
+        st = self.store.load(cid)
+        if not st.alive():
+            raise ContainerError("container not running")
+        self.ask(st, {"op": "kill", "signal": sig, "all": all_})
+
+    def delete(self, cid: str, force: bool) -> None:
+        st = self.store.load(cid)
+        with self.store.lock(cid):
+            if st.alive():
+                status = self.status(st)
+                if status not in ("created", "stopped") and not force:
+                    raise ContainerError(f"cannot delete container {cid} that is not stopped: {status}")
+                try:
+                    self.ask(st, {"op": "kill", "signal": signal.SIGKILL, "all": True})
+                except ContainerError:
+                    pass
+                if not wait_gone(st.pid, st.pid_start, 5):
+                    kill_quietly(st.pid, signal.SIGKILL)  # the sentry's guests die with it (EXITKILL)
+                    wait_gone(st.pid, st.pid_start, 10)
+            try:
+                hooks = load_bundle(st.bundle).hooks.get("poststop", [])
+            except SpecError:
+                hooks = []
+            run_hooks("poststop", hooks, st.oci("stopped"), self.log)
+            self.store.remove(cid)
+
+
+def _signal_number(text: str) -> int:
+    t = text.upper()
+    if t.isdigit():
+        n = int(t)
+        if not 0 < n <= 64:
+            raise ContainerError(f"invalid signal {text!r}")
+        return n
+    if not t.startswith("SIG"):
+        t = "SIG" + t
+    try:
+        return int(getattr(signal.Signals, t))
+    except AttributeError:
+        if t.startswith("SIGRTMIN+") and t[9:].isdigit():
+            return signal.SIGRTMIN + int(t[9:])
+        raise ContainerError(f"invalid signal {text!r}") from None
+
+
+def _runtime(ctx) -> Runtime:
+    return ctx.find_root().obj
+
+
+def _guard(fn):
+    """Errors become one line in the log and on stderr, exit 1."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        rt = _runtime(click.get_current_context())
+        try:
+            return fn(rt, *args, **kwargs)
+        except (ContainerError, SpecError, ControlError, HookError) as e:
+            rt.fail(str(e))
+        except OSError as e:
+            rt.fail(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+    return wrapper
+
+
+def register(main: click.Group) -> None:
+    for cmd in (create, start, state, kill, delete, exec_, ps, list_, pause, resume, events, wait, run):
+        main.add_command(cmd)
+
+
+@click.command()
+@click.option("--bundle", "-b", default=".", help="The bundle directory (config.json, rootfs).")
+@click.option("--pid-file", default=None, help="Write the container's pid here.")
+@click.option("--console-socket", default=None, help="Unix socket that receives the pty master (terminal: true).")
+@click.option("--no-pivot", is_flag=True, hidden=True)
+@click.option("--no-new-keyring", is_flag=True, hidden=True)
+@click.option("--preserve-fds", type=int, default=0, hidden=True)
+@click.argument("container_id")
+@_guard
+def create(rt, bundle, pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds, container_id):
+    """Create a container (its process waits for `start`)."""
+    rt.create(container_id, os.path.abspath(bundle), pid_file, console_socket)
+
+
+@click.command()
+@click.argument("container_id")
+@_guard
+def start(rt, container_id):
+    """Run a created container's process."""
+    rt.start(container_id)
+
+
+@click.command()
+@click.argument("container_id")
+@_guard
+def state(rt, container_id):
+    """Print the OCI state of a container."""
+    st = rt.store.load(container_id)
+    click.echo(json.dumps(st.oci(rt.status(st)), indent=2))
+
+
+@click.command()
+@click.option("--all", "-a", "all_", is_flag=True, help="Signal every process of the container.")
+@click.argument("container_id")
+@click.argument("sig", default="SIGTERM")
+@_guard
+def kill(rt, all_, container_id, sig):
+    """Send a signal (name or number) to the container's init."""
+    rt.kill(container_id, _signal_number(sig), all_)
+
+
+@click.command()
+@click.option("--force", "-f", is_flag=True, help="Kill a running container first.")
+@click.argument("container_id")
+@_guard
+def delete(rt, force, container_id):
+    """Remove a container: its processes, sandbox and state."""
+    try:
+        rt.delete(container_id, force)
+    except ContainerError as e:
+        if force and "does not exist" in str(e):
+            return  # runc: delete --force of nothing succeeds
+        raise
+
+
+@click.command()
+@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.argument("container_id")
+@click.argument("ps_args", nargs=-1)
+@_guard
+def ps(rt, fmt, container_id, ps_args):
+    """The container's processes (host pids, so the host's ps shows them)."""
+    st = rt.store.load(container_id)
+    pids = rt.ask(st, {"op": "ps"})["pids"]
+    if fmt == "json":
+        click.echo(json.dumps(pids))
+        return
+    out = subprocess.run(["ps"] + list(ps_args or ["-ef"]), capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    col = lines[0].split().index("PID")
+    click.echo(lines[0])
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+            click.echo(line)
+
+
+@click.command("list")
+@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--quiet", "-q", is_flag=True, help="Only ids.")
+@_guard
+def list_(rt, fmt, quiet):
+    """List the containers under --root."""
+    rows = []
+    for cid in rt.store.ids():
+        try:
+            st = rt.store.load(cid)
+        except ContainerError:
+            continue
+        rows.append(st.oci(rt.status(st)))
+    if quiet:
+        for r in rows:
+            click.echo(r["id"])
+    elif fmt == "json":
+        click.echo(json.dumps(rows))
+    else:
+        click.echo(f"{'ID':<20} {'PID':<8} {'STATUS':<10} {'BUNDLE':<40} CREATED")
+        for r in rows:
+            click.echo(f"{r['id']:<20} {r['pid']:<8} {r['status']:<10} {r['bundle']:<40} {r['created']}")
+
+
+@click.command()
+@click.argument("container_id")
+@_guard
+def pause(rt, container_id):
+    """Freeze every process of the container."""
+    rt.ask(rt.store.load(container_id), {"op": "pause"})
+
+
+@click.command()
+@click.argument("container_id")
+@_guard
+def resume(rt, container_id):
+    """Thaw a paused container."""
+    rt.ask(rt.store.load(container_id), {"op": "resume"})
+
+
+@click.command()
+@click.option("--stats", is_flag=True, help="Print the statistics once and exit.")
+@click.option("--interval", default="5s", help="How often to print statistics (default 5s).")
+@click.argument("container_id")
+@_guard
+def events(rt, stats, interval, container_id):
+    """Resource statistics of a container's sandbox, as JSON."""
+    seconds = float(interval.rstrip("s") or 5)
+    while True:
+        st = rt.store.load(container_id)
+        data = rt.ask(st, {"op": "stats"})["stats"]
+        click.echo(json.dumps({"type": "stats", "id": container_id, "data": data}))
+        if stats:
+            return
+        time.sleep(seconds)
+
+
+@click.command()
+@click.argument("container_id")
+@_guard
+def wait(rt, container_id):
+    """Wait for a container to exit; print and return its exit status."""
+    from ..sandbox import wait_status_to_exit_code
+    st = rt.store.load(container_id)
+    while st.alive():
+        time.sleep(0.05)
+    st = rt.store.load(container_id)
+    code = wait_status_to_exit_code(st.exit_status or 0)
+    click.echo(json.dumps({"id": container_id, "exitStatus": code}))
+    sys.exit(code)
+
+
+@click.command()
+@click.option("--bundle", "-b", default=".", help="The bundle directory.")
+@click.option("--pid-file", default=None)
+@click.option("--console-socket", default=None)
+@click.option("--detach", "-d", is_flag=True, help="Do not wait for the container to exit.")
+@click.option("--keep", is_flag=True, help="Keep the container's state after it exits.")
+@click.argument("container_id")
+@_guard
+def run(rt, bundle, pid_file, console_socket, detach, keep, container_id):
+    """Create and start a container; without -d, wait for it and exit with its status."""
+    from .terminal import ConsoleRelay
+    from ..sandbox import wait_status_to_exit_code
+    relay = None
+    spec = load_bundle(os.path.abspath(bundle))
+    if spec.process is not None and spec.process.terminal and not console_socket:
+        if detach:
+            raise ContainerError("process.terminal with --detach needs --console-socket")
+        relay = ConsoleRelay()
+        console_socket = relay.path
+    try:
+        pid = rt.create(container_id, os.path.abspath(bundle), pid_file, console_socket)
+        if relay is not None:
+            relay.accept()
+        try:
+            rt.start(container_id)
+        except ContainerError:
+            rt.delete(container_id, True)
+            raise
+        if detach:
+            return
+        if relay is not None:
+            relay.run()
+        _, status = os.waitpid(pid, 0)
+    finally:
+        if relay is not None:
+            relay.close()
+    if not keep:
+        rt.delete(container_id, True)
+    sys.exit(wait_status_to_exit_code(status) if not os.WIFEXITED(status) else os.WEXITSTATUS(status))
+
+
+@click.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--process", "-p", "process_file", default=None, help="A JSON process (config.json's process).")
+@click.option("--detach", "-d", is_flag=True, help="Return once started; a waiter process relays its exit.")
+@click.option("--pid-file", default=None)
+@click.option("--console-socket", default=None)
+@click.option("--tty", "-t", is_flag=True, help="Give the process a terminal.")
+@click.option("--cwd", default=None)
+@click.option("--env", "-e", multiple=True)
+@click.option("--user", "-u", default=None, help="uid[:gid]")
+@click.option("--preserve-fds", type=int, default=0, hidden=True)
+@click.argument("container_id")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@_guard
+def exec_(rt, process_file, detach, pid_file, console_socket, tty, cwd, env, user, preserve_fds,
+          container_id, command):
+    """Run another process in a running container."""
+    from .terminal import ConsoleRelay, run_waiter
+    st = rt.store.load(container_id)
+    if rt.status(st) not in ("running", "created"):
+        raise ContainerError("cannot exec in a stopped container")
+    if process_file:
+        try:
+            with open(process_file) as f:
+                obj = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ContainerError(f"--process {process_file}: {e}") from None
+    else:
+        if not command:
+            raise ContainerError("exec: no command (give COMMAND or --process)")
+        obj = {"args": list(command), "cwd": cwd or "/", "terminal": tty,
+               "env": list(env) or [assemble.DEFAULT_PATH]}
+        if user:
+            uid, _, gid = user.partition(":")
+            obj["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    process = parse_process(obj)  # checked here: errors are the exec's, not the sandbox's
+    tty = tty or process.terminal
+    relay = None
+    if tty:
+        if not console_socket:
+            if detach:
+                raise ContainerError("exec --tty --detach needs --console-socket")
+            relay = ConsoleRelay()
+            console_socket = relay.path
+        master, replica = os.openpty()
+        from .server import send_console
+        try:
+            send_console(console_socket, master)
+        finally:
+            os.close(master)
+        if relay is not None:
+            relay.accept()
+        fds = [replica]
+    else:
+        fds = [0, 1, 2]
+    ch = Channel.connect(rt.store.control_path(container_id))
+    ch.send({"op": "exec", "process": obj, "tty": tty}, fds)
+    reply = ch.receive()
+    if tty:
+        fds_keep = fds[0]
+    if reply is None or not reply.get("ok"):
+        raise ContainerError((reply or {}).get("error") or "the sandbox closed the connection")
+    if detach:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(run_waiter(ch, fds_keep if tty else None, detached=True))
+        ch.sock.close()
+        if pid_file:
+            write_atomic(os.path.abspath(pid_file), str(pid))
+        return
+    try:
+        code = run_waiter(ch, fds_keep if tty else None, relay)
+    finally:
+        if relay is not None:
+            relay.close()
+    sys.exit(code)
