@@ -8,10 +8,9 @@ import click
 from .network import DEFAULT_ADDR, DEFAULT_GATEWAY, NetworkConfig, parse_publish
 from .oci import commands as oci_commands
 from .oci import info as oci_info
-from .oci.assemble import RuntimeOptions
-from .oci.commands import Runtime
+from .oci.runtime import Runtime
+from .oci.options import RuntimeOptions
 from .oci.state import DEFAULT_ROOT
-from .sandbox import Config, Sandbox, SandboxError, parse_bind, parse_tmpfs_spec
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,11 +39,14 @@ def main(ctx, state_root, log, log_format, debug, systemd_cgroup, rootless, criu
     ctx.obj = Runtime(state_root, log, log_format, opts)
 
 
-def _parsed(parse):
-    """A click callback running parse on each value (ValueError: exit 2)."""
+def _parsed(name):
+    """A click callback running pyrunsc.sandbox's parser `name` on each
+    value (ValueError: exit 2). Imported when used: the sandbox module
+    brings the whole sentry, which the OCI commands mostly do without."""
     def callback(ctx, param, values):
+        from . import sandbox
         try:
-            return [parse(v) for v in values]
+            return [getattr(sandbox, name)(v) for v in values]
         except ValueError as e:
             raise click.BadParameter(str(e)) from None
     return callback
@@ -57,10 +59,10 @@ def _parsed(parse):
               help="tmpfs: writes to the root stay in the sandbox's memory; none: the root is served "
                    "read-write and writes reach the host directory.")
 @click.option("--mount", "mounts", multiple=True, metavar="HOST:GUEST[:ro|rw]",
-              callback=_parsed(parse_bind),
+              callback=_parsed("parse_bind"),
               help="Bind a host directory or file at GUEST (default ro; repeatable). A missing GUEST "
                    "is made inside the sandbox, never on the host.")
-@click.option("--tmpfs", "tmpfs", multiple=True, metavar="GUEST[:OPTS]", callback=_parsed(parse_tmpfs_spec),
+@click.option("--tmpfs", "tmpfs", multiple=True, metavar="GUEST[:OPTS]", callback=_parsed("parse_tmpfs_spec"),
               help="Mount a tmpfs at GUEST; OPTS like mount -o: size=64m,nr_inodes=1k,mode=755,noexec "
                    "(repeatable; default nosuid,nodev, half of RAM).")
 @click.option("--cwd", default=None, help="Working directory inside the sandbox.")
@@ -87,6 +89,7 @@ def _parsed(parse):
 def do(root, overlay, mounts, tmpfs, cwd, env, strace, debug_log, console, network, publish, dns,
        net_addr, net_gw, command):
     """Run COMMAND in a sandbox, like `runsc do`."""
+    from .sandbox import Config, Sandbox, SandboxError
     for e in env:
         if "=" not in e:
             raise click.BadParameter(f"{e!r} is not K=V", param_hint="--env")

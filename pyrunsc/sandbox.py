@@ -19,6 +19,7 @@ from sentry.procsource import KernelProcSource
 from sentry.pty import PtyRegistry
 from sentry.strace import Strace
 from .network import NetworkConfig, NetworkError, setup_network
+from .oci.options import wait_status_to_exit_code
 from vfs import ops
 from vfs.dev import DevFS, open_device
 from vfs.devpts import DevPtsFS
@@ -162,10 +163,6 @@ def _pick_cpu() -> int:
     return cur if cur in cpus else cpus[0]
 
 
-def wait_status_to_exit_code(status: int) -> int:
-    if status & 0x7F:
-        return 128 + (status & 0x7F)
-    return (status >> 8) & 0xFF
 
 
 class Sandbox:
@@ -173,6 +170,7 @@ class Sandbox:
         self.config = config
         self.gofer = None
         self.gofers = []  # the root's and one per --mount
+        self._file_gofers = {}  # (directory, rw) -> the gofer serving files bound from it
         self.platform = None
         self.kernel = None
         self.console = None
@@ -270,8 +268,14 @@ class Sandbox:
         """--mount: a gofer serving the host directory, or the directory
         holding the host file (the mount shows only that file)."""
         is_dir = os.path.isdir(b.host)
-        gofer = start_gofer(b.host if is_dir else os.path.dirname(b.host), rw=b.rw)
-        self.gofers.append(gofer)
+        served = (b.host if is_dir else os.path.dirname(b.host), b.rw)
+        # files of one directory share its gofer (Docker binds three: hosts, hostname, resolv.conf)
+        gofer = self._file_gofers.get(served) if not is_dir else None
+        if gofer is None:
+            gofer = start_gofer(served[0], rw=b.rw)
+            self.gofers.append(gofer)
+            if not is_dir:
+                self._file_gofers[served] = gofer
         root = None if is_dir else Dentry(b"/", None, gofer.fs.root()).child(
             os.fsencode(os.path.basename(b.host)))
         at = self._mountpoint(tree, b.guest, S.S_IFDIR if is_dir else S.S_IFREG)

@@ -3,7 +3,6 @@ sandbox's Config, and each process's argv, environment and credentials."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from sentry.task import Credentials
 from vfs.mounts import TmpfsOptions, parse_tmpfs, split_data
@@ -11,26 +10,15 @@ from vfs.path import MS_RDONLY
 
 from ..network import NetworkConfig
 from ..sandbox import _FLAG_WORDS, BindMount, Config, FsMount, TmpfsMount
+from .options import DEFAULT_PATH, RuntimeOptions
 from .spec import Process, Spec, SpecError
 
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # mount options that only concern propagation or the host: accepted, no effect
 _IGNORED_OPTIONS = {b"private", b"rprivate", b"shared", b"rshared", b"slave", b"rslave",
                     b"unbindable", b"runbindable", b"bind", b"rbind", b"defaults", b"tmpcopyup",
                     b"notmpcopyup", b"copy-symlink", b"idmap", b"ridmap", b"Z", b"z", b"U"}
 # kinds the sandbox makes itself (the host never mounts anything)
 _OWN_TYPES = {"proc", "sysfs", "devpts", "tmpfs", "mqueue", "cgroup", "cgroup2", "devtmpfs"}
-
-
-@dataclass
-class RuntimeOptions:
-    """The global flags that change sandboxes (also runtimeArgs in daemon.json)."""
-    platform: str = "ptrace"
-    network: str = "none"        # the netstack's mode inside the sandbox
-    strace: bool = False
-    debug_log: str | None = None
-    overlay: str = "tmpfs"       # tmpfs: the root's writes stay in memory; none: write through
-    extra: dict = field(default_factory=dict)
 
 
 def _split_options(options: list[str]) -> tuple[int, bytes, bool]:

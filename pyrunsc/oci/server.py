@@ -30,8 +30,9 @@ from sentry.kernel import WAKE_SIGNAL, InternalError
 from vfs.file import O_RDONLY, O_RDWR, O_WRONLY, FileDescription, HostFileImpl
 from vfs.path import Creds, PathContext
 
-from ..sandbox import Sandbox, SandboxError, wait_status_to_exit_code
+from ..sandbox import Sandbox, SandboxError
 from . import assemble
+from .options import RuntimeOptions, wait_status_to_exit_code
 from .control import Channel, ControlError, ShortPath
 from .hooks import HookError, run_hooks
 from .spec import Process, Spec, SpecError, parse_process
@@ -136,7 +137,7 @@ def send_console(path: str, fd: int) -> None:
 
 
 class SandboxServer:
-    def __init__(self, spec: Spec, cid: str, store: Store, opts: assemble.RuntimeOptions,
+    def __init__(self, spec: Spec, cid: str, store: Store, opts: RuntimeOptions,
                  console_socket: str | None, log):
         self.spec, self.cid, self.store, self.opts = spec, cid, store, opts
         self.console_socket = console_socket
@@ -474,7 +475,7 @@ class SandboxServer:
             self.sandbox.close()
 
 
-def serve(spec: Spec, cid: str, store: Store, opts: assemble.RuntimeOptions, console_socket: str | None,
+def serve(spec: Spec, cid: str, store: Store, opts: RuntimeOptions, console_socket: str | None,
           ready_fd: int, log) -> int:
     """The forked sandbox process's whole life; returns its exit code.
     ready_fd gets one JSON line: {"ok": true, "pid_start": N} once the

@@ -17,7 +17,7 @@ import termios
 import threading
 import tty
 
-from ..sandbox import wait_status_to_exit_code
+from .options import wait_status_to_exit_code
 from .control import Channel, ControlError
 
 # what a waiter passes on (SIGKILL and SIGSTOP cannot be caught: a killed
