@@ -12,13 +12,23 @@ logged (as runc does)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
-from .spec import Hook
+from .spec import Hook, Spec
 
 
 class HookError(Exception):
     pass
+
+
+def hook_state(cid: str, spec: Spec, status: str) -> dict:
+    """The state a hook reads on stdin; the pid is the sandbox process's
+    (the caller's own: hooks run in it)."""
+    out = {"ociVersion": "1.0.2", "id": cid, "status": status, "pid": os.getpid(), "bundle": spec.bundle}
+    if spec.annotations:
+        out["annotations"] = spec.annotations
+    return out
 
 
 def run_hooks(kind: str, hooks: list[Hook], state: dict, log=None) -> None:
@@ -33,18 +43,73 @@ def run_hooks(kind: str, hooks: list[Hook], state: dict, log=None) -> None:
             raise
 
 
-def _run_one(kind: str, hook: Hook, state: dict) -> None:
-    argv = hook.args or [hook.path]
+class HookChain:
+    """The create-time hooks (prestart, createRuntime, createContainer, in
+    that order), the first started at once so that it runs while the
+    sandbox is built (Docker's libnetwork hook takes a tenth of a second),
+    the rest after it; wait() raises HookError for the first that fails."""
+
+    def __init__(self, hooks: dict[str, list[Hook]], state: dict):
+        self.todo = [(kind, h) for kind in ("prestart", "createRuntime", "createContainer")
+                     for h in hooks.get(kind, [])]
+        self.state = state
+        self.first = None
+        if self.todo:
+            kind, hook = self.todo.pop(0)
+            try:
+                self.first = (kind, hook, _start(hook, state))
+            except HookError as e:
+                self.first = (kind, hook, e)
+
+    def wait(self) -> None:
+        if self.first is not None:
+            kind, hook, proc = self.first
+            self.first = None
+            if isinstance(proc, HookError):
+                raise HookError(f"{kind} {proc}")
+            _finish(kind, hook, proc)
+        while self.todo:
+            kind, hook = self.todo.pop(0)
+            _run_one(kind, hook, self.state)
+
+    def abandon(self) -> None:
+        """create failed: a hook still running is killed and reaped."""
+        self.todo = []
+        if self.first is not None and not isinstance(self.first[2], HookError):
+            proc = self.first[2]
+            proc.kill()
+            proc.communicate()
+        self.first = None
+
+
+def _start(hook: Hook, state: dict) -> subprocess.Popen:
     try:
-        proc = subprocess.run(argv, executable=hook.path, input=json.dumps(state).encode(),
-                              env=dict(e.split("=", 1) for e in hook.env if "=" in e),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=hook.timeout, close_fds=True, cwd="/")
-    except subprocess.TimeoutExpired:
-        raise HookError(f"{kind} hook {hook.path} timed out after {hook.timeout} s") from None
+        proc = subprocess.Popen(hook.args or [hook.path], executable=hook.path,
+                                env=dict(e.split("=", 1) for e in hook.env if "=" in e),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                close_fds=True, cwd="/")
     except OSError as e:
-        raise HookError(f"{kind} hook {hook.path}: {e.strerror or e}") from None
+        raise HookError(f"hook {hook.path}: {e.strerror or e}") from None
+    proc.state_json = json.dumps(state).encode()
+    return proc
+
+
+def _finish(kind: str, hook: Hook, proc: subprocess.Popen) -> None:
+    try:
+        out, err = proc.communicate(proc.state_json, timeout=hook.timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise HookError(f"{kind} hook {hook.path} timed out after {hook.timeout} s") from None
     if proc.returncode != 0:
-        why = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
+        why = (err or out).decode(errors="replace").strip().splitlines()
         raise HookError(f"{kind} hook {hook.path} exited with status {proc.returncode}"
                         + (f": {why[-1]}" if why else ""))
+
+
+def _run_one(kind: str, hook: Hook, state: dict) -> None:
+    try:
+        proc = _start(hook, state)
+    except HookError as e:
+        raise HookError(f"{kind} {e}") from None
+    _finish(kind, hook, proc)

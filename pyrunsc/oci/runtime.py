@@ -9,7 +9,8 @@ import signal
 import sys
 
 from .control import ControlError, request
-from .hooks import run_hooks
+from .hooks import HookChain, hook_state, run_hooks
+from .netns import join_network
 from .options import RuntimeOptions
 from .spec import SpecError, load_bundle
 from .state import ContainerError, Store, check_id, kill_quietly, now_rfc3339, wait_gone, write_atomic
@@ -63,7 +64,6 @@ class Runtime:
     def create(self, cid: str, bundle: str, pid_file: str | None, console_socket: str | None) -> int:
         """Fork the sandbox process and wait until it has created the
         container (or failed, leaving nothing). Returns its pid."""
-        from .server import serve
         check_id(cid)
         spec = load_bundle(bundle)
         if spec.process is not None and spec.process.terminal and not console_socket:
@@ -77,7 +77,7 @@ class Runtime:
                 try:
                     os.close(r)
                     os.setsid()
-                    code = serve(spec, cid, self.store, self.opts, console_socket, w, self.log)
+                    code = self._sandbox_process(spec, cid, console_socket, w)
                 except BaseException:
                     import traceback
                     traceback.print_exc()
@@ -100,6 +100,18 @@ class Runtime:
             write_atomic(os.path.abspath(pid_file), str(pid))
         return pid
 
+    def _sandbox_process(self, spec, cid: str, console_socket: str | None, ready_fd: int) -> int:
+        """The forked child: enter the network namespace and start the
+        create-time hooks, then import the sentry while they run."""
+        try:
+            join_network(spec)
+            hooks = HookChain(spec.hooks, hook_state(cid, spec, "creating"))
+        except SpecError as e:
+            os.write(ready_fd, json.dumps({"ok": False, "error": str(e)}).encode() + b"\n")
+            return 1
+        from .server import serve
+        return serve(spec, cid, self.store, self.opts, console_socket, ready_fd, self.log, hooks)
+
     def start(self, cid: str) -> None:
         st = self.store.load(cid)
         with self.store.lock(cid):
@@ -108,7 +120,11 @@ class Runtime:
                 raise ContainerError("cannot start a container that has stopped")
             if status != "created":
                 raise ContainerError(f"cannot start an already {status} container")
-            self.ask(st, {"op": "start"})
+            try:
+                self.ask(st, {"op": "start"})
+            except ContainerError:
+                self._stop_sandbox(st)  # nothing keeps running after a failed start (runsc leaks here)
+                raise
             st.started = True
             self.store.save(st)
         try:
@@ -123,6 +139,16 @@ class Runtime:
             raise ContainerError("container not running")
         self.ask(st, {"op": "kill", "signal": sig, "all": all_})
 
+    def _stop_sandbox(self, st) -> None:
+        """Kill every guest, so that the sandbox process ends; kill it if it lingers."""
+        try:
+            self.ask(st, {"op": "kill", "signal": signal.SIGKILL, "all": True})
+        except ContainerError:
+            pass
+        if not wait_gone(st.pid, st.pid_start, 5):
+            kill_quietly(st.pid, signal.SIGKILL)  # the sentry's guests die with it (EXITKILL)
+            wait_gone(st.pid, st.pid_start, 10)
+
     def delete(self, cid: str, force: bool) -> None:
         st = self.store.load(cid)
         with self.store.lock(cid):
@@ -130,13 +156,7 @@ class Runtime:
                 status = self.status(st)
                 if status not in ("created", "stopped") and not force:
                     raise ContainerError(f"cannot delete container {cid} that is not stopped: {status}")
-                try:
-                    self.ask(st, {"op": "kill", "signal": signal.SIGKILL, "all": True})
-                except ContainerError:
-                    pass
-                if not wait_gone(st.pid, st.pid_start, 5):
-                    kill_quietly(st.pid, signal.SIGKILL)  # the sentry's guests die with it (EXITKILL)
-                    wait_gone(st.pid, st.pid_start, 10)
+                self._stop_sandbox(st)
             try:
                 hooks = load_bundle(st.bundle).hooks.get("poststop", [])
             except SpecError:

@@ -10,7 +10,6 @@ it, signals come in on it, and its closing kills the process."""
 from __future__ import annotations
 
 import collections
-import ctypes
 import errno
 import fcntl
 import json
@@ -34,12 +33,10 @@ from ..sandbox import Sandbox, SandboxError
 from . import assemble
 from .options import RuntimeOptions, wait_status_to_exit_code
 from .control import Channel, ControlError, ShortPath
-from .hooks import HookError, run_hooks
+from .hooks import HookChain, HookError, hook_state, run_hooks
 from .spec import Process, Spec, SpecError, parse_process
 from .state import State, Store, now_rfc3339, process_start_time
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 # Signals sent to the sandbox process itself go to init, as from outside
 # its pid namespace (SIGHUP is the console's hang-up: not forwarded).
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -77,28 +74,6 @@ def _detach_stdio() -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
-
-
-def _join_network(spec: Spec) -> None:
-    """The sandbox process's own network namespace: the one config.json
-    names, else a new empty one (so hooks such as Docker's libnetwork find
-    a namespace of the container's at /proc/PID/ns/net). The guests' network
-    is the netstack's either way."""
-    for kind, path in spec.namespaces:
-        if kind != "network":
-            continue
-        if path:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as e:
-                raise SpecError(f"network namespace {path}: {e.strerror}") from None
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise SpecError(f"network namespace {path}: {os.strerror(ctypes.get_errno())}")
-            finally:
-                os.close(fd)
-        elif _libc.unshare(CLONE_NEWNET) != 0:
-            raise SpecError(f"new network namespace: {os.strerror(ctypes.get_errno())}")
 
 
 def _sysctl_ints(key: str, value: str, count: int) -> list[int]:
@@ -149,15 +124,17 @@ class SandboxServer:
         self.requests = collections.deque()   # (Channel, message) from the accept thread
         self.listener: socket.socket | None = None
         self.execs: dict = {}             # ThreadGroup -> Channel of its exec
+        self.hooks: HookChain | None = None
 
     # --- creation ---
-    def create(self) -> None:
-        """Everything `create` promises; SpecError/SandboxError on failure
+    def create(self, hooks: HookChain) -> None:
+        """Everything `create` promises, the hooks having been started in
+        the sandbox's network namespace; SpecError/SandboxError on failure
         (the caller tears down)."""
         spec = self.spec
         if spec.process is None:
             raise SpecError("config.json: process is required to create a container")
-        _join_network(spec)
+        self.hooks = hooks
         cfg = assemble.sandbox_config(spec, self.opts)
         self.sandbox = sb = Sandbox(cfg)
         tree = sb.boot()
@@ -171,12 +148,10 @@ class SandboxServer:
             signal.signal(sig, self._on_forwarded)
         k.on_poke.append(self._serve_requests)
         self._listen()
-        state = self.oci_state("creating")
-        for kind in ("prestart", "createRuntime", "createContainer"):
-            try:
-                run_hooks(kind, spec.hooks.get(kind, []), state)
-            except HookError as e:
-                raise SpecError(str(e)) from None
+        try:
+            hooks.wait()
+        except HookError as e:
+            raise SpecError(str(e)) from None
 
     def _load(self, process: Process, tree, *, hold: bool, stdio, on_exit=None):
         """Load a process (init, or an exec's) into the kernel."""
@@ -431,12 +406,7 @@ class SandboxServer:
                 "syscalls": k.nsyscalls, "unimplemented": dict(k.unimplemented)}
 
     def oci_state(self, status: str) -> dict:
-        spec = self.spec
-        out = {"ociVersion": "1.0.2", "id": self.cid, "status": status, "pid": os.getpid(),
-               "bundle": spec.bundle}
-        if spec.annotations:
-            out["annotations"] = spec.annotations
-        return out
+        return hook_state(self.cid, self.spec, status)
 
     def _on_winch(self, *_) -> None:
         for console in self.consoles:
@@ -476,10 +446,10 @@ class SandboxServer:
 
 
 def serve(spec: Spec, cid: str, store: Store, opts: RuntimeOptions, console_socket: str | None,
-          ready_fd: int, log) -> int:
-    """The forked sandbox process's whole life; returns its exit code.
-    ready_fd gets one JSON line: {"ok": true, "pid_start": N} once the
-    container is created, or {"ok": false, "error": ...}."""
+          ready_fd: int, log, hooks: HookChain) -> int:
+    """The forked sandbox process's life from its hooks' start; returns its
+    exit code. ready_fd gets one JSON line: {"ok": true} once the container
+    is created, or {"ok": false, "error": ...}."""
     server = SandboxServer(spec, cid, store, opts, console_socket, log)
 
     def ready(msg: dict) -> None:
@@ -489,12 +459,14 @@ def serve(spec: Spec, cid: str, store: Store, opts: RuntimeOptions, console_sock
             os.close(ready_fd)
 
     try:
-        server.create()
+        server.create(hooks)
     except (SpecError, SandboxError, OSError) as e:
+        hooks.abandon()
         server.close()
         ready({"ok": False, "error": str(e) if not isinstance(e, OSError) else f"{e.strerror or e}"})
         return 1
     except BaseException as e:
+        hooks.abandon()
         server.close()
         ready({"ok": False, "error": f"internal error: {e!r}"})
         raise

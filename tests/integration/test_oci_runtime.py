@@ -291,3 +291,72 @@ def _edit(bundle, **keys):
     cfg.update(keys)
     with open(f"{bundle}/config.json", "w") as f:
         json.dump(cfg, f)
+
+
+def test_hooks(env):
+    """Each hook kind runs at its point with the state on stdin; a failing
+    create-time hook fails create and leaves nothing."""
+    root, bundle = env
+    log = f"{bundle}/hooks.log"
+    script = f"{bundle}/hook.sh"
+    with open(script, "w") as f:
+        f.write(f"#!/bin/sh\n{{ echo \"$1 $(cat)\"; }} >> {log}\n")
+    os.chmod(script, 0o755)
+    hooks = {kind: [{"path": script, "args": ["hook.sh", kind]}]
+             for kind in ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+                          "poststop")}
+    set_process(bundle, ["sleep", "1000"], hooks=hooks)
+    assert create(root, bundle, "h1")[0].returncode == 0
+    pid = int(open(f"{bundle}/h1.pid").read())
+    seen = [line.split(" ", 1) for line in open(log).read().splitlines()]
+    assert [k for k, _ in seen] == ["prestart", "createRuntime", "createContainer"]
+    for _, text in seen:
+        st = json.loads(text)
+        assert (st["id"], st["pid"], st["bundle"]) == ("h1", pid, bundle)
+    pyrunsc("start", "h1", root=root)
+    pyrunsc("delete", "--force", "h1", root=root)
+    kinds = [line.split(" ", 1)[0] for line in open(log).read().splitlines()]
+    assert kinds == ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
+    assert json.loads(open(log).read().splitlines()[-1].split(" ", 1)[1])["status"] == "stopped"
+
+    hooks["createRuntime"] = [{"path": "/bin/false"}]
+    set_process(bundle, ["sleep", "1000"], hooks=hooks)
+    p, _ = create(root, bundle, "h2")
+    assert p.returncode == 1 and "createRuntime hook /bin/false exited with status 1" in p.stderr
+    assert not os.path.exists(f"{root}/h2") and sandbox_pids(root) == []
+
+
+def test_failed_start_leaves_nothing_running(env):
+    root, bundle = env
+    set_process(bundle, ["sleep", "1000"], hooks={"startContainer": [{"path": "/bin/false"}]})
+    assert create(root, bundle, "f1")[0].returncode == 0
+    pid = int(open(f"{bundle}/f1.pid").read())
+    p = pyrunsc("start", "f1", root=root, check=False)
+    assert p.returncode == 1 and "startContainer hook /bin/false exited with status 1" in p.stderr
+    assert state(root, "f1")["status"] == "stopped"
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    pyrunsc("delete", "f1", root=root)
+
+
+def test_sandbox_flags_and_events(env):
+    """Global flags change the sandbox (as daemon.json runtimeArgs do);
+    events --stats reports the sandbox's processes and syscalls."""
+    root, bundle = env
+    debug = f"{bundle}/debug.log"
+    set_process(bundle, ["sleep", "1000"])
+    with open(f"{bundle}/out", "w") as f:
+        p = subprocess.run(["pyrunsc", "--root", root, "--strace", f"--debug-log={debug}", "--network", "none",
+                            "create", "--bundle", bundle, "g1"], stdin=subprocess.DEVNULL, stdout=f, stderr=f,
+                           timeout=60)
+    assert p.returncode == 0
+    pyrunsc("start", "g1", root=root)
+    ev = json.loads(pyrunsc("events", "--stats", "g1", root=root).stdout)
+    assert ev["type"] == "stats" and ev["id"] == "g1"
+    assert ev["data"]["pids"]["current"] == 1 and ev["data"]["syscalls"] > 0
+    deadline = time.monotonic() + 10
+    while "clock_nanosleep" not in open(debug).read():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pyrunsc("delete", "--force", "g1", root=root)
+    bad = pyrunsc("--network", "bogus", "create", "--bundle", bundle, "g2", root=root, check=False)
+    assert bad.returncode == 1 and "--network" in bad.stderr and not os.path.exists(f"{root}/g2")
