@@ -55,9 +55,9 @@ def _parsed(name):
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--root", default="/", show_default=True, type=click.Path(exists=True, file_okay=False),
               help="Host directory served as the sandbox root (read-only; see --overlay).")
-@click.option("--overlay", type=click.Choice(["tmpfs", "none"]), default="tmpfs", show_default=True,
-              help="tmpfs: writes to the root stay in the sandbox's memory; none: the root is served "
-                   "read-write and writes reach the host directory.")
+@click.option("--overlay", type=click.Choice(["tmpfs", "none"]), default=None,
+              help="tmpfs (default, unless the global --overlay says otherwise): writes to the root stay in "
+                   "the sandbox's memory; none: the root is served read-write and writes reach the host directory.")
 @click.option("--mount", "mounts", multiple=True, metavar="HOST:GUEST[:ro|rw]",
               callback=_parsed("parse_bind"),
               help="Bind a host directory or file at GUEST (default ro; repeatable). A missing GUEST "
@@ -73,7 +73,7 @@ def _parsed(name):
 @click.option("--console/--no-console", default=True, show_default=True,
               help="When stdin is a terminal, give the guest a sandbox pty relayed to it "
                    "(its job control and ^C stay inside); --no-console passes the terminal through.")
-@click.option("--network", "network", default="none", show_default=True, metavar="none|sandbox|host",
+@click.option("--network", "network", default=None, metavar="none|sandbox|host",
               help="none: loopback only; sandbox: a tap device in a network namespace made for the "
                    "sandbox; host: sockets proxied to the host's (weaker isolation).")
 @click.option("-p", "--publish", "publish", multiple=True, metavar="[IP:]HOSTPORT:GUESTPORT[/tcp]",
@@ -86,10 +86,15 @@ def _parsed(name):
 @click.option("--net-gw", default=None, metavar="ADDR",
               help=f"--network=sandbox: the gateway, the namespace's side of the tap (default {DEFAULT_GATEWAY}).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def do(root, overlay, mounts, tmpfs, cwd, env, strace, debug_log, console, network, publish, dns,
+@click.pass_obj
+def do(rt, root, overlay, mounts, tmpfs, cwd, env, strace, debug_log, console, network, publish, dns,
        net_addr, net_gw, command):
     """Run COMMAND in a sandbox, like `runsc do`."""
     from .sandbox import Config, Sandbox, SandboxError
+    # the global sandbox flags (pyrunsc --strace do ...) apply where do's own are not given
+    g = rt.opts
+    overlay, network = overlay or g.overlay, network or g.network
+    strace, debug_log = strace or g.strace, debug_log or g.debug_log
     for e in env:
         if "=" not in e:
             raise click.BadParameter(f"{e!r} is not K=V", param_hint="--env")

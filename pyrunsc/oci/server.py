@@ -16,7 +16,9 @@ import json
 import os
 import signal
 import socket
+import struct
 import sys
+import termios
 import threading
 import traceback
 
@@ -124,7 +126,6 @@ class SandboxServer:
         self.requests = collections.deque()   # (Channel, message) from the accept thread
         self.listener: socket.socket | None = None
         self.execs: dict = {}             # ThreadGroup -> Channel of its exec
-        self.hooks: HookChain | None = None
 
     # --- creation ---
     def create(self, hooks: HookChain) -> None:
@@ -134,7 +135,6 @@ class SandboxServer:
         spec = self.spec
         if spec.process is None:
             raise SpecError("config.json: process is required to create a container")
-        self.hooks = hooks
         cfg = assemble.sandbox_config(spec, self.opts)
         self.sandbox = sb = Sandbox(cfg)
         tree = sb.boot()
@@ -212,8 +212,6 @@ class SandboxServer:
                 os.close(master)
             self._take_ctty(replica)
         if process.console_size:
-            import struct
-            import termios
             h, w = process.console_size
             fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
         console = Console(sb.kernel, sb.ptys, in_fd=replica, out_fd=replica, host_signals=False)
@@ -227,11 +225,10 @@ class SandboxServer:
     def _take_ctty(fd: int) -> None:
         """The host pty becomes this process's controlling terminal, so a
         resize by whoever holds the master (containerd) sends us SIGWINCH."""
-        import termios
         try:
             fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
         except OSError:
-            pass  # a resize then reaches the guest only at the next start
+            pass  # then the guest keeps the size it started with
 
     def _listen(self) -> None:
         path = self.store.control_path(self.cid)
