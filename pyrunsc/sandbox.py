@@ -17,7 +17,6 @@ from sentry.fifo import open_end as open_fifo_end
 from sentry.kernel import InternalError, Kernel
 from sentry.procsource import KernelProcSource
 from sentry.pty import PtyRegistry
-from sentry.strace import Strace
 from .network import NetworkConfig, NetworkError, setup_network
 from .oci.options import wait_status_to_exit_code
 from vfs import ops
@@ -380,7 +379,10 @@ class Sandbox:
         cpu = _pick_cpu()
         os.sched_setaffinity(0, {cpu})  # guests inherit it: one CPU for tracer and traced
         self.platform = PtracePlatform(cpu=cpu)
-        strace = Strace(self._log or sys.stderr) if cfg.strace else None
+        strace = None
+        if cfg.strace:  # python-ptrace's prototype tables: imported only when tracing
+            from sentry.strace import Strace
+            strace = Strace(self._log or sys.stderr)
         self.kernel = Kernel(self.platform, tree, strace=strace, debug_log=self._log, hostname=cfg.hostname)
         self.proc_source.bind(self.kernel)
         self.ptys.kernel = self.kernel

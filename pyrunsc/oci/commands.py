@@ -71,8 +71,7 @@ def start(rt, container_id):
 @_guard
 def state(rt, container_id):
     """Print the OCI state of a container."""
-    st = rt.store.load(container_id)
-    click.echo(json.dumps(st.oci(rt.status(st)), indent=2))
+    click.echo(json.dumps(rt.state(container_id), indent=2))
 
 
 @click.command()
@@ -91,12 +90,7 @@ def kill(rt, all_, container_id, sig):
 @_guard
 def delete(rt, force, container_id):
     """Remove a container: its processes, sandbox and state."""
-    try:
-        rt.delete(container_id, force)
-    except ContainerError as e:
-        if force and "does not exist" in str(e):
-            return  # runc: delete --force of nothing succeeds
-        raise
+    rt.delete(container_id, force)
 
 
 @click.command()

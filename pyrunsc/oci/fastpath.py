@@ -104,14 +104,9 @@ def run(argv: list[str]) -> bool:
         elif cmd == "kill":
             rt.kill(o["id"], signal_number(o["signal"]), o["all"])
         elif cmd == "state":
-            st = rt.store.load(o["id"])
-            print(json.dumps(st.oci(rt.status(st)), indent=2))
+            print(json.dumps(rt.state(o["id"]), indent=2))
         else:
-            try:
-                rt.delete(o["id"], o["force"])
-            except ContainerError as e:
-                if not (o["force"] and "does not exist" in str(e)):
-                    raise
+            rt.delete(o["id"], o["force"])
     except (ContainerError, SpecError, ControlError, HookError) as e:
         rt.fail(str(e))
     except OSError as e:

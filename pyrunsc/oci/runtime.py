@@ -1,6 +1,7 @@
 """One invocation of the runtime: its global flags, its log, and the
-container operations the commands share. No click and no sentry here:
-start, kill, state and delete run on every container (fastpath.py)."""
+container operations the commands share. Neither click nor the sentry's
+kernel is imported here: start, kill, state and delete run on every
+container (fastpath.py); create imports the kernel in the child it forks."""
 from __future__ import annotations
 
 import json
@@ -149,7 +150,14 @@ class Runtime:
             kill_quietly(st.pid, signal.SIGKILL)  # the sentry's guests die with it (EXITKILL)
             wait_gone(st.pid, st.pid_start, 10)
 
+    def state(self, cid: str) -> dict:
+        """The OCI state document of a container."""
+        st = self.store.load(cid)
+        return st.oci(self.status(st))
+
     def delete(self, cid: str, force: bool) -> None:
+        if force and not self.store.exists(cid):
+            return  # runc: delete --force of nothing succeeds (Docker sends one after every delete)
         st = self.store.load(cid)
         with self.store.lock(cid):
             if st.alive():

@@ -22,8 +22,6 @@ import termios
 import threading
 import traceback
 
-import psutil
-
 from sentry import inet, signals
 from sentry.console import Console
 from sentry.fdtable import FDTable
@@ -387,6 +385,7 @@ class SandboxServer:
         return sorted(g.tasks[0].thread.pid for g in k.pidns.groups.values() if g.state == "R" and g.tasks)
 
     def stats(self) -> dict:
+        import psutil  # only `events` asks
         procs = [psutil.Process()]
         procs += procs[0].children(recursive=True)
         cpu = mem = 0

@@ -10,6 +10,8 @@ import re
 import resource
 from dataclasses import dataclass, field
 
+from sentry.caps import NUMBERS
+
 
 class SpecError(Exception):
     """One-line message for the user."""
@@ -18,17 +20,8 @@ class SpecError(Exception):
 RLIM_INFINITY = 2**64 - 1   # the spec's uint64 "unlimited" (Python's resource module says -1)
 _UINT32 = 2**32 - 1
 
-# Linux's capability numbers (linux/capability.h), names as the spec spells them.
-CAPABILITIES: dict[str, int] = {name: nr for nr, name in enumerate((
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE"))}
+# Linux's capability numbers by the names the spec spells (the sentry's table)
+CAPABILITIES: dict[str, int] = NUMBERS
 CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 RLIMIT_TYPES = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE",
                 "RLIMIT_LOCKS", "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE",

@@ -214,11 +214,31 @@ def _plan_for(pairs) -> tuple:
     return tuple(plan)
 
 
+def _record(cls, names: tuple[str, ...]):
+    """What dataclass(slots=True) makes of cls (slots, __init__, __eq__,
+    __repr__), for fields without defaults, at a tenth of its cost: the
+    codec's sixty classes are built at every sandbox's start."""
+    ns = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    ns["__slots__"] = names
+    args = "".join(f", {n}" for n in names)
+    mine = "".join(f"self.{n}, " for n in names)
+    theirs = "".join(f"other.{n}, " for n in names)
+    shown = ", ".join(f"{n}={{self.{n}!r}}" for n in names)
+    src = (f"def __init__(self{args}):\n" + "".join(f"    self.{n} = {n}\n" for n in names) + "    pass\n"
+           f"def __eq__(self, other):\n"
+           f"    if other.__class__ is not self.__class__:\n        return NotImplemented\n"
+           f"    return ({mine}) == ({theirs})\n"
+           f"def __repr__(self):\n    return f\"{cls.__qualname__}({shown})\"\n")
+    exec(src, {}, ns)
+    ns["__hash__"] = None
+    return type(cls)(cls.__name__, cls.__bases__, ns)
+
+
 def message(type_: int):
-    """Class decorator: make a message dataclass from wire-kind annotations."""
+    """Class decorator: make a message record from wire-kind annotations."""
     def wrap(cls):
         pairs = tuple(cls.__dict__.get("__annotations__", {}).items())
-        cls = dataclass(slots=True)(cls)
+        cls = _record(cls, tuple(name for name, _ in pairs))
         cls.TYPE = type_
         cls.FIELDS = pairs
         cls._plan = _plan_for(pairs)
