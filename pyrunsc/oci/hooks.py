@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+from typing import TYPE_CHECKING
 
 from .spec import Hook, Spec
+
+if TYPE_CHECKING:
+    import subprocess  # imported where hooks run: most runtime commands run none
 
 
 class HookError(Exception):
@@ -82,7 +85,8 @@ class HookChain:
         self.first = None
 
 
-def _start(hook: Hook, state: dict) -> subprocess.Popen:
+def _start(hook: Hook, state: dict) -> "subprocess.Popen":
+    import subprocess
     try:
         proc = subprocess.Popen(hook.args or [hook.path], executable=hook.path,
                                 env=dict(e.split("=", 1) for e in hook.env if "=" in e),
@@ -94,7 +98,8 @@ def _start(hook: Hook, state: dict) -> subprocess.Popen:
     return proc
 
 
-def _finish(kind: str, hook: Hook, proc: subprocess.Popen) -> None:
+def _finish(kind: str, hook: Hook, proc: "subprocess.Popen") -> None:
+    import subprocess
     try:
         out, err = proc.communicate(proc.state_json, timeout=hook.timeout)
     except subprocess.TimeoutExpired:
