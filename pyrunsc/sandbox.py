@@ -225,15 +225,19 @@ class Sandbox:
                            config=m.options)
             elif m.fstype in EMPTY_STANDINS:
                 tree.mount(at, TmpFS(), m.flags | MS_RDONLY, m.fstype)
+            elif m.fstype == "proc" and not any(x.fs is self.procfs for x in tree.mounts):
+                tree.mount(at, self.procfs, m.flags, "proc")  # the first proc mount is the sandbox's own
             else:
                 _, _, opts, _ = split_data(m.data)
                 fs, text, parsed = tree.fstypes.make(m.fstype.encode(), opts)
-                if m.fstype == "proc" and not any(x.fs is self.procfs for x in tree.mounts):
-                    fs = self.procfs  # the first proc mount is the sandbox's own
                 tree.mount(at, fs, m.flags, m.fstype, options=text, config=parsed)
         except OSError as e:
-            what = {BindMount: f"--mount {getattr(m, 'host', '')}:", TmpfsMount: "--tmpfs"}.get(
-                type(m), f"mount ({getattr(m, 'fstype', '')}) ")
+            if isinstance(m, BindMount):
+                what = f"--mount {m.host}:"
+            elif isinstance(m, TmpfsMount):
+                what = "--tmpfs"
+            else:
+                what = f"mount ({m.fstype}) "
             raise SandboxError(f"pyrunsc: {what}{os.fsdecode(m.guest)}: {e.strerror or e}", 125) from None
 
     def _mask(self, tree: MountTree) -> None:

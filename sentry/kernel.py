@@ -146,18 +146,21 @@ class Kernel:
         release(): an OCI container is created, then started."""
         tg = self._new_process(argv, envp, cwd, fdtable, creds)
         self.init_tg = tg
-        self._ready_or_held(tg, hold)
+        if hold:
+            self.held_starts.append(tg)
+        else:
+            self.ready.append((tg.tasks[0], 0, 0, 0))
         return tg
 
     def spawn(self, argv: list[bytes], envp: list[bytes], cwd: bytes, fdtable: FDTable,
-              creds: Credentials | None, on_exit, *, hold: bool = False) -> ThreadGroup:
+              creds: Credentials | None, on_exit) -> ThreadGroup:
         """Another process entering the sandbox from outside (OCI exec): a
         session of its own with no parent inside, as the process runc exec
         starts. on_exit(wait_status) is called when it exits; it is reaped
         at once (no parent will wait for it)."""
         tg = self._new_process(argv, envp, cwd, fdtable, creds)
         self.exit_watchers[tg] = on_exit
-        self._ready_or_held(tg, hold)
+        self.ready.append((tg.tasks[0], 0, 0, 0))
         return tg
 
     def _new_process(self, argv, envp, cwd, fdtable, creds) -> ThreadGroup:
@@ -176,12 +179,6 @@ class Kernel:
         self._register(t)
         self._load(t, plan)
         return tg
-
-    def _ready_or_held(self, tg: ThreadGroup, hold: bool) -> None:
-        if hold:
-            self.held_starts.append(tg)
-        else:
-            self.ready.append((tg.tasks[0], 0, 0, 0))
 
     def release(self, tg: ThreadGroup) -> None:
         """Let a process loaded with hold=True run."""

@@ -11,7 +11,7 @@ import time
 
 import click
 
-from .control import Channel, ControlError
+from .control import Channel, ControlError, send_console
 from .hooks import HookError
 from .options import DEFAULT_PATH, wait_status_to_exit_code
 from .runtime import Runtime, signal_number
@@ -263,40 +263,35 @@ def exec_(rt, process_file, detach, pid_file, console_socket, tty, cwd, env, use
     process = parse_process(obj)  # checked here: errors are the exec's, not the sandbox's
     tty = tty or process.terminal
     relay = None
-    if tty:
-        if not console_socket:
-            if detach:
-                raise ContainerError("exec --tty --detach needs --console-socket")
-            relay = ConsoleRelay()
-            console_socket = relay.path
-        master, replica = os.openpty()
-        from .server import send_console
-        try:
-            send_console(console_socket, master)
-        finally:
-            os.close(master)
-        if relay is not None:
-            relay.accept()
-        fds = [replica]
-    else:
-        fds = [0, 1, 2]
-    ch = Channel.connect(rt.store.control_path(container_id))
-    ch.send({"op": "exec", "process": obj, "tty": tty}, fds)
-    reply = ch.receive()
-    if tty:
-        fds_keep = fds[0]
-    if reply is None or not reply.get("ok"):
-        raise ContainerError((reply or {}).get("error") or "the sandbox closed the connection")
-    if detach:
-        pid = os.fork()
-        if pid == 0:
-            os._exit(run_waiter(ch, fds_keep if tty else None, detached=True))
-        ch.sock.close()
-        if pid_file:
-            write_atomic(os.path.abspath(pid_file), str(pid))
-        return
+    if tty and not console_socket:
+        if detach:
+            raise ContainerError("exec --tty --detach needs --console-socket")
+        relay = ConsoleRelay()  # exec in the foreground: our own terminal shows the pty
+        console_socket = relay.path
     try:
-        code = run_waiter(ch, fds_keep if tty else None, relay)
+        replica = None
+        if tty:
+            master, replica = os.openpty()
+            try:
+                send_console(console_socket, master)
+            finally:
+                os.close(master)
+            if relay is not None:
+                relay.accept()
+        ch = Channel.connect(rt.store.control_path(container_id))
+        ch.send({"op": "exec", "process": obj, "tty": tty}, [replica] if tty else [0, 1, 2])
+        reply = ch.receive()
+        if reply is None or not reply.get("ok"):
+            raise ContainerError((reply or {}).get("error") or "the sandbox closed the connection")
+        if detach:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(run_waiter(ch, replica, detached=True))
+            ch.sock.close()
+            if pid_file:
+                write_atomic(os.path.abspath(pid_file), str(pid))
+            return
+        code = run_waiter(ch, replica, relay)
     finally:
         if relay is not None:
             relay.close()

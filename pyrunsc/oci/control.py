@@ -117,3 +117,16 @@ def request(path: str, msg: dict, fds: list[int] = (), timeout: float | None = 3
     if not reply.get("ok"):
         raise ControlError(reply.get("error") or "refused")
     return reply
+
+
+def send_console(path: str, fd: int) -> None:
+    """A pty master to a --console-socket, as runc sends it (SCM_RIGHTS)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        with ShortPath(path) as address:
+            s.connect(address)
+        socket.send_fds(s, [b"/dev/ptmx"], [fd])
+    except OSError as e:
+        raise ControlError(f"console socket {path}: {e.strerror or e}") from None
+    finally:
+        s.close()

@@ -32,7 +32,7 @@ from vfs.path import Creds, PathContext
 from ..sandbox import Sandbox, SandboxError
 from . import assemble
 from .options import RuntimeOptions, wait_status_to_exit_code
-from .control import Channel, ControlError, ShortPath
+from .control import Channel, ControlError, ShortPath, send_console
 from .hooks import HookChain, HookError, hook_state, run_hooks
 from .spec import Process, Spec, SpecError, parse_process
 from .state import State, Store, now_rfc3339, process_start_time
@@ -96,19 +96,6 @@ def _apply_sysctls(sysctl: dict[str, str]) -> None:
             inet.PROT_SOCK = _sysctl_ints(key, value, 1)[0]
         else:
             raise SpecError(f"sysctl {key} is not supported in the sandbox")
-
-
-def send_console(path: str, fd: int) -> None:
-    """The pty master to --console-socket, as runc sends it."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        with ShortPath(path) as address:
-            s.connect(address)
-        socket.send_fds(s, [b"/dev/ptmx"], [fd])
-    except OSError as e:
-        raise SpecError(f"console socket {path}: {e.strerror or e}") from None
-    finally:
-        s.close()
 
 
 class SandboxServer:
@@ -176,7 +163,7 @@ class SandboxServer:
             if on_exit is None:
                 tg = k.start(argv, env, cwd, table, creds, hold=hold)
             else:
-                tg = k.spawn(argv, env, cwd, table, creds, on_exit, hold=hold)
+                tg = k.spawn(argv, env, cwd, table, creds, on_exit)
         except OSError as e:
             code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
             raise SpecError(self._exec_error(process.args[0], code, e.errno)) from None
@@ -206,6 +193,9 @@ class SandboxServer:
             master, replica = os.openpty()
             try:
                 send_console(self.console_socket, master)
+            except ControlError as e:
+                os.close(replica)
+                raise SpecError(str(e)) from None
             finally:
                 os.close(master)
             self._take_ctty(replica)
