@@ -6,7 +6,6 @@ parser does not recognise exactly goes to the full command line (cli.py),
 which gives the same results and the help and errors for everything else."""
 from __future__ import annotations
 
-import json
 import sys
 
 from .options import RuntimeOptions
@@ -84,6 +83,7 @@ def run(argv: list[str]) -> bool:
     if command is None or flags.get("--log-format", "text") not in ("text", "json") \
             or flags.get("--platform", "ptrace") != "ptrace":
         return False
+    from . import jsonlite
     from .control import ControlError
     from .hooks import HookError
     from .runtime import Runtime, signal_number
@@ -104,7 +104,7 @@ def run(argv: list[str]) -> bool:
         elif cmd == "kill":
             rt.kill(o["id"], signal_number(o["signal"]), o["all"])
         elif cmd == "state":
-            print(json.dumps(rt.state(o["id"]), indent=2))
+            print(jsonlite.dumps(rt.state(o["id"]), indent=2))
         else:
             rt.delete(o["id"], o["force"])
     except (ContainerError, SpecError, ControlError, HookError) as e:

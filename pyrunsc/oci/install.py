@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+
+from .launcher import default_path as default_launcher_path, write_launcher
 
 DEFAULT_CONFIG = "/etc/docker/daemon.json"
 
@@ -82,13 +85,18 @@ def _write(path: str, obj: dict) -> None:
 
 
 def install(config_file: str = DEFAULT_CONFIG, runtime: str = "pyrunsc", path: str | None = None,
-            runtime_args=()) -> str:
-    """Add (or replace) the runtime; returns what was done, for the user."""
+            runtime_args=(), launcher: str | None = None) -> str:
+    """Add (or replace) the runtime; returns what was done, for the user.
+    Without a path, the runtime is a launcher (launcher.py) written at
+    launcher, by default beside the pyrunsc program."""
     if not runtime:
         raise InstallError("the runtime name must not be empty")
     target = os.path.realpath(config_file)   # a symlinked daemon.json keeps its link
-    path = os.path.abspath(path) if path else executable()
     obj = _read(target, missing_ok=True)
+    if path:
+        path = os.path.abspath(path)
+    else:
+        path = write_program(launcher or default_launcher_path(executable()))
     runtimes = obj.setdefault("runtimes", {})
     runtimes[runtime] = {"path": path, "runtimeArgs": list(runtime_args)}
     try:
@@ -96,6 +104,16 @@ def install(config_file: str = DEFAULT_CONFIG, runtime: str = "pyrunsc", path: s
     except OSError as e:
         raise InstallError(f"{config_file}: {e.strerror or e}") from None
     return f"Added runtime {runtime!r} ({path}) with arguments {list(runtime_args)} to {config_file}."
+
+
+def write_program(path: str) -> str:
+    """The launcher written at path; InstallError if it cannot be."""
+    try:
+        return write_launcher(path)
+    except OSError as e:
+        raise InstallError(f"cannot write the launcher {path}: {e.strerror or e}") from None
+    except subprocess.SubprocessError as e:
+        raise InstallError(f"cannot find this Python's import paths: {e}") from None
 
 
 def uninstall(config_file: str = DEFAULT_CONFIG, runtime: str = "pyrunsc") -> str:

@@ -5,20 +5,19 @@ one (create, run, exec's in-sandbox half), so that start, kill, state and
 delete stay quick: containerd runs them on every container."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass
 class RuntimeOptions:
     """The global flags that change sandboxes (also runtimeArgs in daemon.json)."""
-    platform: str = "ptrace"
-    network: str = "none"        # the netstack's mode inside the sandbox
-    strace: bool = False
-    debug_log: str | None = None
-    overlay: str = "tmpfs"       # tmpfs: the root's writes stay in memory; none: write through
-    extra: dict = field(default_factory=dict)
+
+    def __init__(self, platform: str = "ptrace", network: str = "none", strace: bool = False,
+                 debug_log: str | None = None, overlay: str = "tmpfs"):
+        self.platform = platform
+        self.network = network        # the netstack's mode inside the sandbox
+        self.strace = strace
+        self.debug_log = debug_log
+        self.overlay = overlay        # tmpfs: the root's writes stay in memory; none: write through
 
 
 def wait_status_to_exit_code(status: int) -> int:

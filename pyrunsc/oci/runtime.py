@@ -4,16 +4,14 @@ kernel is imported here: start, kill, state and delete run on every
 container (fastpath.py); create imports the kernel in the child it forks."""
 from __future__ import annotations
 
-import json
+import _signal  # not signal.py, which builds enums: 5 ms of every command
 import os
-import signal
 import sys
 
+from . import jsonlite
 from .control import ControlError, request
-from .hooks import HookChain, hook_state, run_hooks
-from .netns import join_network
+from .hooks import HookChain, hook_state, restore_hooks, run_hooks
 from .options import RuntimeOptions
-from .spec import SpecError, load_bundle
 from .state import ContainerError, Store, check_id, kill_quietly, now_rfc3339, wait_gone, write_atomic
 
 
@@ -32,7 +30,7 @@ class Runtime:
             try:
                 with open(self.log_path, "a") as f:
                     if self.log_format == "json":
-                        f.write(json.dumps({"level": level, "msg": msg, "time": now_rfc3339()}) + "\n")
+                        f.write(jsonlite.dumps({"level": level, "msg": msg, "time": now_rfc3339()}) + "\n")
                     else:
                         f.write(f'time="{now_rfc3339()}" level={level} msg="{msg}"\n')
             except OSError:
@@ -65,6 +63,7 @@ class Runtime:
     def create(self, cid: str, bundle: str, pid_file: str | None, console_socket: str | None) -> int:
         """Fork the sandbox process and wait until it has created the
         container (or failed, leaving nothing). Returns its pid."""
+        from .spec import load_bundle
         check_id(cid)
         spec = load_bundle(bundle)
         if spec.process is not None and spec.process.terminal and not console_socket:
@@ -88,7 +87,7 @@ class Runtime:
             with os.fdopen(r, "rb") as f:
                 line = f.readline()
             try:
-                msg = json.loads(line) if line else {"ok": False, "error": "the sandbox process died"}
+                msg = jsonlite.loads(line) if line else {"ok": False, "error": "the sandbox process died"}
             except ValueError:
                 msg = {"ok": False, "error": "the sandbox process died"}
             if not msg.get("ok"):
@@ -104,11 +103,13 @@ class Runtime:
     def _sandbox_process(self, spec, cid: str, console_socket: str | None, ready_fd: int) -> int:
         """The forked child: enter the network namespace and start the
         create-time hooks, then import the sentry while they run."""
+        from .netns import join_network
+        from .spec import SpecError
         try:
             join_network(spec)
             hooks = HookChain(spec.hooks, hook_state(cid, spec, "creating"))
         except SpecError as e:
-            os.write(ready_fd, json.dumps({"ok": False, "error": str(e)}).encode() + b"\n")
+            os.write(ready_fd, jsonlite.dumps({"ok": False, "error": str(e)}).encode() + b"\n")
             return 1
         from .server import serve
         return serve(spec, cid, self.store, self.opts, console_socket, ready_fd, self.log, hooks)
@@ -128,11 +129,7 @@ class Runtime:
                 raise
             st.started = True
             self.store.save(st)
-        try:
-            hooks = load_bundle(st.bundle).hooks.get("poststart", [])
-        except SpecError:
-            hooks = []
-        run_hooks("poststart", hooks, st.oci("running"), self.log)
+        run_hooks("poststart", restore_hooks(st.hooks.get("poststart", [])), st.oci("running"), self.log)
 
     def kill(self, cid: str, sig: int, all_: bool) -> None:
         st = self.store.load(cid)
@@ -143,11 +140,11 @@ class Runtime:
     def _stop_sandbox(self, st) -> None:
         """Kill every guest, so that the sandbox process ends; kill it if it lingers."""
         try:
-            self.ask(st, {"op": "kill", "signal": signal.SIGKILL, "all": True})
+            self.ask(st, {"op": "kill", "signal": _signal.SIGKILL, "all": True})
         except ContainerError:
             pass
         if not wait_gone(st.pid, st.pid_start, 5):
-            kill_quietly(st.pid, signal.SIGKILL)  # the sentry's guests die with it (EXITKILL)
+            kill_quietly(st.pid, _signal.SIGKILL)  # the sentry's guests die with it (EXITKILL)
             wait_gone(st.pid, st.pid_start, 10)
 
     def state(self, cid: str) -> dict:
@@ -165,15 +162,12 @@ class Runtime:
                 if status not in ("created", "stopped") and not force:
                     raise ContainerError(f"cannot delete container {cid} that is not stopped: {status}")
                 self._stop_sandbox(st)
-            try:
-                hooks = load_bundle(st.bundle).hooks.get("poststop", [])
-            except SpecError:
-                hooks = []
-            run_hooks("poststop", hooks, st.oci("stopped"), self.log)
+            run_hooks("poststop", restore_hooks(st.hooks.get("poststop", [])), st.oci("stopped"), self.log)
             self.store.remove(cid)
 
 
 def signal_number(text: str) -> int:
+    import signal  # names: only kill needs them
     t = text.upper()
     if t.isdigit():
         n = int(t)

@@ -33,7 +33,7 @@ from ..sandbox import Sandbox, SandboxError
 from . import assemble
 from .options import RuntimeOptions, wait_status_to_exit_code
 from .control import Channel, ControlError, ShortPath, send_console
-from .hooks import HookChain, HookError, hook_state, run_hooks
+from .hooks import HookChain, HookError, hook_state, run_hooks, stored_hooks
 from .spec import Process, Spec, SpecError, parse_process
 from .state import State, Store, now_rfc3339, process_start_time
 
@@ -458,7 +458,9 @@ def serve(spec: Spec, cid: str, store: Store, opts: RuntimeOptions, console_sock
         raise
     state = State(id=cid, bundle=spec.bundle, rootfs=spec.root_path, pid=os.getpid(),
                   pid_start=process_start_time(os.getpid()) or 0, created=now_rfc3339(),
-                  annotations=spec.annotations)
+                  annotations=spec.annotations,
+                  hooks={kind: stored_hooks(spec.hooks[kind]) for kind in ("poststart", "poststop")
+                         if spec.hooks.get(kind)})
     store.save(state)
     ready({"ok": True})
     status = 0

@@ -4,11 +4,7 @@ names the field; keys we do not read are ignored, as runc ignores them.
 JSON null counts as absent (Go's decoder gives the zero value for it)."""
 from __future__ import annotations
 
-import json
 import os
-import re
-import resource
-from dataclasses import dataclass, field
 
 from sentry.caps import NUMBERS
 
@@ -32,72 +28,118 @@ NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "t
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
 
-@dataclass
-class Rlimit:
-    type: str          # "RLIMIT_NOFILE"
-    soft: int          # 0..2**64-1 (RLIM_INFINITY: unlimited)
-    hard: int
+# Plain classes, not @dataclass: `create` loads the bundle before Docker's
+# prestart hook can start, and dataclasses (with inspect, re, ...) costs ~20 ms.
+
+class _Record:
+    """__eq__ and __repr__ over the class's _fields, as @dataclass wrote them."""
+    _fields: tuple[str, ...] = ()
+    __hash__ = None   # mutable and compared by value
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, f) for f in self._fields)
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        return f"{self.__class__.__qualname__}({fields})"
+
+
+class Rlimit(_Record):
+    _fields = ("type", "soft", "hard")
+
+    def __init__(self, type: str, soft: int, hard: int):
+        self.type = type      # "RLIMIT_NOFILE"
+        self.soft = soft      # 0..2**64-1 (RLIM_INFINITY: unlimited)
+        self.hard = hard
 
     @property
     def resource(self) -> int:
+        import resource   # lazy: only the sandbox sets rlimits, not the quick commands
         return _RLIMIT_NUMBERS.get(self.type) or getattr(resource, self.type)
 
 
-@dataclass
-class User:
-    uid: int = 0
-    gid: int = 0
-    additional_gids: list[int] = field(default_factory=list)
-    umask: int | None = None
+class User(_Record):
+    _fields = ("uid", "gid", "additional_gids", "umask")
+
+    def __init__(self, uid: int = 0, gid: int = 0, additional_gids: list[int] | None = None,
+                 umask: int | None = None):
+        self.uid = uid
+        self.gid = gid
+        self.additional_gids = [] if additional_gids is None else additional_gids
+        self.umask = umask
 
 
-@dataclass
-class Process:
-    args: list[str]
-    env: list[str] = field(default_factory=list)
-    cwd: str = "/"
-    user: User = field(default_factory=User)
-    terminal: bool = False
-    console_size: tuple[int, int] | None = None     # (height, width)
-    rlimits: list[Rlimit] = field(default_factory=list)
-    no_new_privileges: bool = False
-    capabilities: dict[str, list[str]] = field(default_factory=dict)   # set name -> ["CAP_CHOWN", ...]
-    oom_score_adj: int | None = None
+class Process(_Record):
+    _fields = ("args", "env", "cwd", "user", "terminal", "console_size", "rlimits", "no_new_privileges",
+               "capabilities", "oom_score_adj")
+
+    def __init__(self, args: list[str], env: list[str] | None = None, cwd: str = "/", user: User | None = None,
+                 terminal: bool = False, console_size: tuple[int, int] | None = None,
+                 rlimits: list[Rlimit] | None = None, no_new_privileges: bool = False,
+                 capabilities: dict[str, list[str]] | None = None, oom_score_adj: int | None = None):
+        self.args = args
+        self.env = [] if env is None else env
+        self.cwd = cwd
+        self.user = User() if user is None else user
+        self.terminal = terminal
+        self.console_size = console_size          # (height, width)
+        self.rlimits = [] if rlimits is None else rlimits
+        self.no_new_privileges = no_new_privileges
+        self.capabilities = {} if capabilities is None else capabilities   # set name -> ["CAP_CHOWN", ...]
+        self.oom_score_adj = oom_score_adj
 
 
-@dataclass
-class Mount:
-    destination: str
-    type: str            # "" when the bundle gave none (a bind mount by its options)
-    source: str          # as written: a relative bind source is relative to the bundle
-    options: list[str] = field(default_factory=list)
+class Mount(_Record):
+    _fields = ("destination", "type", "source", "options")
+
+    def __init__(self, destination: str, type: str, source: str, options: list[str] | None = None):
+        self.destination = destination
+        self.type = type          # "" when the bundle gave none (a bind mount by its options)
+        self.source = source      # as written: a relative bind source is relative to the bundle
+        self.options = [] if options is None else options
 
 
-@dataclass
-class Hook:
-    path: str
-    args: list[str] = field(default_factory=list)
-    env: list[str] = field(default_factory=list)
-    timeout: int | None = None
+class Hook(_Record):
+    _fields = ("path", "args", "env", "timeout")
+
+    def __init__(self, path: str, args: list[str] | None = None, env: list[str] | None = None,
+                 timeout: int | None = None):
+        self.path = path
+        self.args = [] if args is None else args
+        self.env = [] if env is None else env
+        self.timeout = timeout
 
 
-@dataclass
-class Spec:
-    oci_version: str
-    bundle: str                          # absolute bundle directory
-    process: Process | None
-    root_path: str                       # absolute host path
-    root_readonly: bool = False
-    hostname: str = ""
-    domainname: str = ""
-    mounts: list[Mount] = field(default_factory=list)
-    namespaces: list[tuple[str, str | None]] = field(default_factory=list)   # (type, path or None)
-    masked_paths: list[str] = field(default_factory=list)
-    readonly_paths: list[str] = field(default_factory=list)
-    sysctl: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    hooks: dict[str, list[Hook]] = field(default_factory=dict)
-    raw: dict = field(default_factory=dict)
+class Spec(_Record):
+    _fields = ("oci_version", "bundle", "process", "root_path", "root_readonly", "hostname", "domainname",
+               "mounts", "namespaces", "masked_paths", "readonly_paths", "sysctl", "annotations", "hooks", "raw")
+
+    def __init__(self, oci_version: str, bundle: str, process: Process | None, root_path: str,
+                 root_readonly: bool = False, hostname: str = "", domainname: str = "",
+                 mounts: list[Mount] | None = None, namespaces: list[tuple[str, str | None]] | None = None,
+                 masked_paths: list[str] | None = None, readonly_paths: list[str] | None = None,
+                 sysctl: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
+                 hooks: dict[str, list[Hook]] | None = None, raw: dict | None = None):
+        self.oci_version = oci_version
+        self.bundle = bundle              # absolute bundle directory
+        self.process = process
+        self.root_path = root_path        # absolute host path
+        self.root_readonly = root_readonly
+        self.hostname = hostname
+        self.domainname = domainname
+        self.mounts = [] if mounts is None else mounts
+        self.namespaces = [] if namespaces is None else namespaces   # (type, path or None)
+        self.masked_paths = [] if masked_paths is None else masked_paths
+        self.readonly_paths = [] if readonly_paths is None else readonly_paths
+        self.sysctl = {} if sysctl is None else sysctl
+        self.annotations = {} if annotations is None else annotations
+        self.hooks = {} if hooks is None else hooks
+        self.raw = {} if raw is None else raw
 
 
 # --- typed readers: each takes the value and the field's name for the message ---
@@ -108,7 +150,10 @@ def _fail(where: str, problem: str):
 
 def _one_line(text: str) -> str:
     """Control characters (a newline in a key or path) escaped: messages stay one line."""
-    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
+    return text.translate(_CONTROL_ESCAPES)
+
+
+_CONTROL_ESCAPES = {c: repr(chr(c))[1:-1] for c in (*range(0x20), 0x7f)}   # "\n", "\x00", ...
 
 
 def _str(v, where: str) -> str:
@@ -309,10 +354,13 @@ def _hooks(v, where: str) -> dict[str, list[Hook]]:
 
 def _oci_version(v, where: str) -> str:
     version = _str(v, where)
-    m = re.match(r"(\d+)(\.|$)", version)
-    if m is None:
+    # the test of re's r"(\d+)(\.|$)" (digits: any Unicode decimal digit; $ also before a final "\n")
+    n = 0
+    while n < len(version) and version[n].isdecimal():
+        n += 1
+    if n == 0 or version[n:] not in ("", "\n") and version[n] != ".":
         _fail(where, f"{version!r} is not a version")
-    if int(m.group(1)) != 1:
+    if int(version[n - 1]) != 1 or any(int(d) for d in version[:n - 1]):   # the number is not 1
         _fail(where, f"{version} is not supported (pyrunsc runs runtime-spec 1.x)")
     return version
 
@@ -368,27 +416,36 @@ def load_bundle(bundle: str) -> Spec:
 
 
 def _load(bundle: str) -> Spec:
-    path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        obj = _read_json(os.path.join(bundle, "config.json"))
     except FileNotFoundError:
         raise SpecError(f"bundle {bundle}: no config.json") from None
     except (OSError, ValueError) as e:   # ValueError: a NUL in the bundle path
         raise SpecError(f"bundle {bundle}: config.json: {getattr(e, 'strerror', None) or e}") from None
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise SpecError(f"bundle {bundle}: config.json: not UTF-8 (byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise SpecError(f"bundle {bundle}: config.json: bad JSON at line {e.lineno} column {e.colno}: "
-                        f"{e.msg}") from None
-    except RecursionError:
-        raise SpecError(f"bundle {bundle}: config.json: nested too deeply") from None
+    except SpecError as e:
+        raise SpecError(f"bundle {bundle}: config.json: {e}") from None
     try:
         return parse_config(obj, bundle)
     except SpecError as e:
         raise SpecError(f"bundle {bundle}: config.json: {e}") from None
+
+
+def _read_json(path: str):
+    """The JSON document in the file at path. OSError, or ValueError for a NUL
+    in path, when it cannot be read; SpecError when it is not JSON."""
+    with open(path, "rb") as f:
+        data = f.read()
+    from . import jsonlite   # not json, whose decoder compiles regexes (imports re): ~10 ms
+    try:
+        return jsonlite.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise SpecError(f"not UTF-8 (byte {e.start})") from None
+    except ValueError as e:
+        if hasattr(e, "lineno"):   # the C scanner's own errors are json.JSONDecodeError
+            raise SpecError(f"bad JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        raise SpecError(f"bad JSON: {e}") from None
+    except RecursionError:
+        raise SpecError("nested too deeply") from None
 
 
 _DEFAULT_MOUNTS = [

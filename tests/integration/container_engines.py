@@ -184,6 +184,16 @@ class _Engine:
         os.chmod(self.dir, 0o755)
         self.containers = []  # ids this engine created, for cleanup and checks
 
+    def program(self, path):
+        """What the engine is to run for the runtime at path: for pyrunsc,
+        the launcher `pyrunsc install` registers (Python without site),
+        written by `pyrunsc launcher` into this engine's directory."""
+        if os.path.basename(path) != "pyrunsc":
+            return path
+        launcher = os.path.join(self.dir, "pyrunsc-oci")
+        subprocess.run([path, "launcher", launcher], check=True, capture_output=True, timeout=120)
+        return launcher
+
     def base(self):
         raise NotImplementedError
 
@@ -261,7 +271,8 @@ class DockerDaemon(_Engine):
         self.pidfile = os.path.join(self.dir, "docker.pid")
         self.config = os.path.join(self.dir, "daemon.json")
         self.log = os.path.join(self.dir, "dockerd.log")
-        self.runtimes = runtimes if runtimes is not None else default_docker_runtimes()
+        runtimes = runtimes if runtimes is not None else default_docker_runtimes()
+        self.runtimes = {name: {**entry, "path": self.program(entry["path"])} for name, entry in runtimes.items()}
         self.storage_driver = storage_driver
         self.proc = None
 
@@ -358,7 +369,7 @@ class Podman(_Engine):
 
     def __init__(self, runtime):
         super().__init__()
-        self.runtime = runtime
+        self.runtime = self.program(runtime)
         self.conf = os.path.join(self.dir, "containers.conf")
         with open(self.conf, "w") as f:
             # File locks instead of /dev/shm/libpod_lock; the CNI backend

@@ -183,12 +183,14 @@ def test_install_uninstall_round_trip(tmp_path, other, runtimes, args):
 def test_install_command(tmp_path):
     f = tmp_path / "daemon.json"
     write(f, OTHER)
-    r = CliRunner().invoke(info.install, ["--runtime", "mine", "--config-file", str(f), "--",
-                                          "--network=sandbox", "--strace"])
+    launcher = tmp_path / "bin" / "pyrunsc-oci"
+    launcher.parent.mkdir()
+    r = CliRunner().invoke(info.install, ["--runtime", "mine", "--config-file", str(f),
+                                          "--launcher", str(launcher), "--", "--network=sandbox", "--strace"])
     assert r.exit_code == 0, r.output
     entry = read(f)["runtimes"]["mine"]
     assert entry["runtimeArgs"] == ["--network=sandbox", "--strace"]
-    assert entry["path"] == executable() and os.path.isabs(entry["path"])
+    assert entry["path"] == str(launcher) and os.access(launcher, os.X_OK)
     assert r.output.startswith("Added runtime 'mine'")
     r = CliRunner().invoke(info.uninstall, ["--runtime", "mine", "--config-file", str(f)])
     assert r.exit_code == 0 and r.output == f"Removed runtime 'mine' from {f}.\n"
