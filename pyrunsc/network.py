@@ -12,12 +12,13 @@ setup_network builds all of it; the handle it returns takes it all down.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
-import re
 import signal
-import subprocess
 from dataclasses import dataclass, field
+
+TYPE_CHECKING = False  # not typing's: importing typing costs a sandbox's start 3 ms
+if TYPE_CHECKING:
+    import ipaddress  # imported where an address is parsed: --network=none parses none
 
 MODES = ("none", "sandbox", "host")
 DEFAULT_ADDR = "10.0.2.15/24"   # QEMU user networking's guest address and gateway
@@ -57,6 +58,8 @@ class NetworkConfig:
             raise ValueError(f"--network: unknown mode {self.mode!r} (none, sandbox or host)")
         if self.mode == "host" and self.publish:
             raise ValueError("-p: not with --network=host (the guest's ports are the host's own)")
+        if self.dns:
+            import ipaddress
         for ip in self.dns:
             try:
                 ipaddress.ip_address(ip)
@@ -76,6 +79,7 @@ class NetworkConfig:
                              f"of the guest's subnet")
 
     def interface(self) -> ipaddress.IPv4Interface:
+        import ipaddress
         text = self.addr or DEFAULT_ADDR
         try:
             iface = ipaddress.ip_interface(text if "/" in text else text + "/24")
@@ -86,6 +90,7 @@ class NetworkConfig:
         return iface
 
     def gateway_address(self) -> ipaddress.IPv4Address:
+        import ipaddress
         text = self.gateway or DEFAULT_GATEWAY
         try:
             gw = ipaddress.ip_address(text)
@@ -99,14 +104,16 @@ class NetworkConfig:
         return self.dns or ([str(self.gateway_address())] if self.mode == "sandbox" else [])
 
 
-_PUBLISH = re.compile(r"^(?:(?:\[(?P<ip6>[0-9a-fA-F:.]+)\]|(?P<ip>[0-9.]+)):)?"
-                      r"(?P<host>\d+):(?P<guest>\d+)(?:/(?P<proto>[a-z]+))?$")
+_PUBLISH = (r"^(?:(?:\[(?P<ip6>[0-9a-fA-F:.]+)\]|(?P<ip>[0-9.]+)):)?"
+            r"(?P<host>\d+):(?P<guest>\d+)(?:/(?P<proto>[a-z]+))?$")
 
 
 def parse_publish(spec: str) -> PortMapping:
     """-p [IP:]HOSTPORT:GUESTPORT[/tcp] (an IPv6 IP in brackets); the host
     IP defaults to 0.0.0.0, every IPv4 address, as Docker's -p does."""
-    m = _PUBLISH.match(spec)
+    import ipaddress
+    import re  # here: with -p only (the sandbox's start otherwise needs no regular expression)
+    m = re.match(_PUBLISH, spec)
     if m is None:
         raise ValueError(f"-p {spec}: not [IP:]HOSTPORT:GUESTPORT[/tcp]")
     proto = m["proto"] or "tcp"
@@ -167,12 +174,14 @@ def setup_network(kernel, config: NetworkConfig) -> NetworkHandle:
     try:
         if config.mode == "host":
             _host_sockets(h)
-        else:
+        elif config.mode == "sandbox" or config.publish:
             _netstack(h)
             if config.mode == "sandbox":
                 _tap(h)
             if config.publish:
                 _publish(h)
+        # else loopback alone: sentry.inet.stack_of makes that stack at the
+        # guest's first use of the network (most containers never do)
         _name_files(h)
     except BaseException:
         try:
@@ -209,6 +218,7 @@ def _tap(h: NetworkHandle) -> None:
     """A namespace holding the host side of a tap device (the gateway's
     address on it); the sentry keeps the tap's fd and the netstack drives
     it, with the guest's address and a default route via the gateway."""
+    import subprocess
     from netstack import netns
     from netstack.link.ethernet import EthernetLink
     cfg, k, stack = h.config, h.kernel, h.stack

@@ -7,7 +7,6 @@ import fcntl
 import os
 import stat as S
 import sys
-import traceback
 from dataclasses import dataclass, field
 
 from platforms.ptrace.platform import PtracePlatform
@@ -17,13 +16,14 @@ from sentry.fifo import open_end as open_fifo_end
 from sentry.kernel import InternalError, Kernel
 from sentry.procsource import KernelProcSource
 from sentry.pty import PtyRegistry
+from sentry.syscalls import table as syscall_table
 from .network import NetworkConfig, NetworkError, setup_network
 from .oci.options import wait_status_to_exit_code
 from vfs import ops
 from vfs.dev import DevFS, open_device
 from vfs.devpts import DevPtsFS
 from vfs.file import O_NOCTTY, O_RDONLY, O_RDWR, O_WRONLY, FileDescription, HostFileImpl
-from vfs.gofer import start_gofer
+from vfs.gofer import launch_gofer
 from vfs.inode import fserr
 from vfs.mounts import FilesystemTypes, TmpfsOptions, make_tmpfs, parse_tmpfs, split_data
 from vfs.overlay import OverlayFS
@@ -77,6 +77,12 @@ def parse_bind(spec: str) -> BindMount:
     if not (S.S_ISDIR(st.st_mode) or S.S_ISREG(st.st_mode)):
         raise ValueError(f"{spec!r}: {parts[0]} is neither a directory nor a regular file")
     return BindMount(host, _guest_path(parts[1], spec), mode == "rw")
+
+
+def _served(b: BindMount) -> tuple[tuple[str, bool], bool]:
+    """((directory its gofer serves, rw), whether the bind is of that directory)."""
+    is_dir = os.path.isdir(b.host)
+    return (b.host if is_dir else os.path.dirname(b.host), b.rw), is_dir
 
 
 # mount(8)'s flag words a --tmpfs may carry besides tmpfs's own options
@@ -176,15 +182,26 @@ class Sandbox:
         self._console_rdev = None
         self._log = None
         self.network = None  # pyrunsc.network.NetworkHandle
+        self._launches = {}  # gofers not yet connected: None (the root's) or (served, is_dir) -> [GoferLaunch]
 
-    def _build_mounts(self) -> MountTree:
+    def _launch_gofers(self) -> None:
+        """Start the root's gofer and every bind mount's at once: each
+        sets itself up (a few ms of confinement) while the sentry builds
+        the rest. A bind mount's that fails to start is retried, and
+        reported, when it is mounted."""
         cfg = self.config
-        self.gofer = start_gofer(cfg.root, rw=not cfg.overlay)
-        self.gofers.append(self.gofer)
-        root_fs = OverlayFS(self.gofer.fs, TmpFS()) if cfg.overlay else self.gofer.fs
-        tree = MountTree(root_fs, source="none")
-        if cfg.root_readonly:
-            tree.root.mount.flags |= MS_RDONLY
+        self._launches[None] = [launch_gofer(cfg.root, rw=not cfg.overlay)]
+        mounts = cfg.fs_mounts if cfg.fs_mounts is not None else cfg.mounts
+        for b in (m for m in mounts if isinstance(m, BindMount)):
+            key = _served(b)
+            if key[1] or key not in self._launches:  # files of one directory share a gofer
+                try:
+                    self._launches.setdefault(key, []).append(launch_gofer(*key[0]))
+                except OSError:
+                    pass
+
+    def _make_filesystems(self) -> None:
+        """The sandbox's own filesystems (no gofer needed)."""
         # procfs reads the kernel's state; the kernel is bound once it exists
         self.proc_source = KernelProcSource(None)
         self.procfs = ProcFS(self.proc_source)
@@ -194,6 +211,15 @@ class Sandbox:
         ops.device_opener = lambda rdev, flags=O_NOCTTY: self.ptys.open(rdev, flags) or open_device(rdev)
         self.devfs.tty_opener = self.ptys.open_controlling  # /dev/tty
         ops.fifo_opener = open_fifo_end
+
+    def _build_mounts(self) -> MountTree:
+        cfg = self.config
+        self.gofer = self._launches.pop(None)[0].connect()
+        self.gofers.append(self.gofer)
+        root_fs = OverlayFS(self.gofer.fs, TmpFS()) if cfg.overlay else self.gofer.fs
+        tree = MountTree(root_fs, source="none")
+        if cfg.root_readonly:
+            tree.root.mount.flags |= MS_RDONLY
         # one sysfs and one devtmpfs superblock, as Linux has per network namespace and system
         tree.fstypes = FilesystemTypes(proc=self._new_procfs, sysfs=lambda: self.sysfs,
                                        devpts=lambda: DevPtsFS(self.ptys), devtmpfs=lambda: self.devfs)
@@ -270,12 +296,12 @@ class Sandbox:
     def _bind_host(self, tree: MountTree, b: BindMount) -> None:
         """--mount: a gofer serving the host directory, or the directory
         holding the host file (the mount shows only that file)."""
-        is_dir = os.path.isdir(b.host)
-        served = (b.host if is_dir else os.path.dirname(b.host), b.rw)
+        served, is_dir = _served(b)
         # files of one directory share its gofer (Docker binds three: hosts, hostname, resolv.conf)
         gofer = self._file_gofers.get(served) if not is_dir else None
         if gofer is None:
-            gofer = start_gofer(served[0], rw=b.rw)
+            launched = self._launches.get((served, is_dir))
+            gofer = (launched.pop(0) if launched else launch_gofer(*served)).connect()
             self.gofers.append(gofer)
             if not is_dir:
                 self._file_gofers[served] = gofer
@@ -379,6 +405,9 @@ class Sandbox:
         cfg = self.config
         if cfg.debug_log:
             self._log = open(cfg.debug_log, "a", buffering=1)
+        self._launch_gofers()
+        self._make_filesystems()
+        syscall_table.handlers()  # loads the syscall handlers' modules while the gofers set up
         tree = self._build_mounts()
         cpu = _pick_cpu()
         os.sched_setaffinity(0, {cpu})  # guests inherit it: one CPU for tracer and traced
@@ -432,6 +461,7 @@ class Sandbox:
             status = self.kernel.run()
             return wait_status_to_exit_code(status)
         except InternalError as e:
+            import traceback  # only for this report: it costs every sandbox's start 3 ms
             print(f"pyrunsc: internal error in the sentry: {e}", file=sys.stderr)
             traceback.print_exc(file=sys.stderr)
             return 70
@@ -452,6 +482,10 @@ class Sandbox:
         for gofer in self.gofers:
             gofer.close()
         self.gofers = []
+        for launched in self._launches.values():
+            for launch in launched:
+                launch.close()
+        self._launches = {}
         self.gofer = None
         if self._log is not None:
             self._log.close()

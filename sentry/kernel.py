@@ -33,8 +33,9 @@ from .syscalls import table
 from .syscalls.time import process_cpu_ns
 from .task import (ZOMBIE, Credentials, FSContext, PIDNamespace, SignalHandlers,
                    Task, ThreadGroup)
-from . import futex, inet, itimer, jobcontrol, netlink, posixtimer, seccomp, signals
+from . import futex, inet, itimer, jobcontrol, posixtimer, seccomp, signals
 from .signals import ERESTARTSYS
+from .socketfile import AF_NETLINK
 from .waiter import Block
 
 SYSCALL_STOP = 0x85
@@ -81,6 +82,13 @@ class FdWatch:
 
 def _crash_handler(k, t, *args):
     raise RuntimeError("crash requested by PYRUNSC_TEST_CRASH_IN")
+
+
+def _netlink_socket(k, t, stype: int, protocol: int):
+    """socket(AF_NETLINK): sentry.netlink and rtnetlink's tables are
+    imported at a guest's first netlink socket, not at every sandbox's start."""
+    from .netlink import factory
+    return factory(k, t, stype, protocol)
 
 
 def _host_auxv() -> dict[int, int]:
@@ -137,7 +145,8 @@ class Kernel:
         self.frozen_held: list = []    # ready entries taken while frozen
         self.loop_thread = threading.get_ident()
         inet.register()
-        netlink.register()
+        from .syscalls.socket import register_family
+        register_family(AF_NETLINK, _netlink_socket)
 
     # --- process creation ---
     def start(self, argv: list[bytes], envp: list[bytes], cwd: bytes, fdtable: FDTable,

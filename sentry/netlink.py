@@ -490,8 +490,3 @@ def factory(k, t, stype: int, protocol: int) -> NetlinkSocket:
     if protocol not in NGROUPS:
         raise fserr(errno.EPROTONOSUPPORT)
     return NetlinkSocket(k, stype, protocol)
-
-
-def register() -> None:
-    from .syscalls.socket import register_family
-    register_family(AF_NETLINK, factory)

@@ -9,7 +9,6 @@ no neighbour entries are shown.
 from __future__ import annotations
 
 from .netdevice import devices, netmask4
-from .rtnetlink import AF_INET, RT_TABLE_MAIN, RTN_UNICAST, fib, tables
 
 RTF_UP, RTF_GATEWAY = 0x1, 0x2
 ROUTE_LINE = 127               # /proc/net/route pads every line to this width
@@ -65,6 +64,8 @@ def render_if_inet6(stack) -> bytes:
 
 def render_route(stack) -> bytes:
     """fib_route_seq_show: the main table's IPv4 unicast routes."""
+    # here, not at the top: procfs lists these files at every sandbox's start
+    from .rtnetlink import AF_INET, RT_TABLE_MAIN, RTN_UNICAST, fib, tables
     lines = ["Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT"]
     for e in tables(fib(stack), AF_INET):
         if e.table != RT_TABLE_MAIN or e.type != RTN_UNICAST:

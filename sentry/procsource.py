@@ -3,12 +3,12 @@ interfaces implemented over tasks and thread groups."""
 from __future__ import annotations
 
 
+import os
 from dataclasses import dataclass
-
-import psutil
 
 from vfs.path import Location
 
+from .hostmem import memory
 from .syscalls.misc import RELEASE, VERSION
 
 
@@ -150,13 +150,13 @@ class KernelProcSource:
         return self._k.boot_ns
 
     def ncpus(self) -> int:
-        return psutil.cpu_count() or 1
+        return os.cpu_count() or 1  # the online CPUs (sysconf), as psutil.cpu_count() counts them
 
     def mem_total_kb(self) -> int:
-        return psutil.virtual_memory().total // 1024
+        return memory()[0] // 1024
 
     def mem_free_kb(self) -> int:
-        return psutil.virtual_memory().available // 1024
+        return memory()[1] // 1024
 
     def net_files(self) -> dict:
         from .procnet import net_files

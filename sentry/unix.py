@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 import errno
-import random
+import os
 import stat as S
 import struct
 
@@ -121,7 +121,9 @@ class UnixNames:
     def __init__(self):
         self.by_inode: dict[tuple[int, int], UnixSocket] = {}
         self.abstract: dict[tuple[int, bytes], UnixSocket] = {}
-        self._auto = random.randrange(1 << 20)
+        # autobind's first name, random as Linux's (os.urandom: the random
+        # module would cost every sandbox's start a millisecond and a half)
+        self._auto = int.from_bytes(os.urandom(3), "little") & 0xFFFFF
 
     def bind(self, sock: "UnixSocket", name: bytes, tree, ctx, umask: int) -> None:
         if name[0] == 0:

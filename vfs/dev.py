@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as S
-from typing import Callable
+from collections.abc import Callable
 
 from .inode import FileDescriptionImpl, fserr
 from .synthetic import StaticDir, Symlink, SyntheticFS, SyntheticInode

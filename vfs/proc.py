@@ -16,8 +16,8 @@ import functools
 import os
 import stat as S
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
 
 from .file import O_ACCMODE, O_RDWR, O_WRONLY
 from .inode import DT_DIR, DT_LNK, DT_REG, DirEntry, FileDescriptionImpl, fserr
@@ -31,10 +31,11 @@ USER_HZ = 100  # clock ticks in /proc/[pid]/stat and /proc/stat
 
 
 # --------------------------------------------------------------------------
-# What the kernel provides
+# What the kernel provides (interfaces as documentation: nothing checks
+# them, and typing.Protocol would cost a sandbox's start 3 ms)
 # --------------------------------------------------------------------------
 
-class ProcFd(Protocol):
+class ProcFd:
     """One open fd of a task."""
     link: bytes                 # readlink text: a path, b"pipe:[N]", b"socket:[N]", b"anon_inode:[eventfd]"
     location: Location | None   # where the magic link jumps; None for pipes, sockets, anon inodes
@@ -42,7 +43,7 @@ class ProcFd(Protocol):
     pos: int                    # the description's file offset
 
 
-class ProcTask(Protocol):
+class ProcTask:
     """One task (thread) as /proc shows it. Thread-group-wide things (fds,
     maps, cwd, cmdline, ...) are answered for the task's thread group."""
     tgid: int
@@ -96,7 +97,7 @@ class ProcTask(Protocol):
         readlink text)."""
 
 
-class ProcSource(Protocol):
+class ProcSource:
     """The kernel's side of procfs."""
 
     def current(self) -> ProcTask | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import stat as S
-from typing import Callable
+from collections.abc import Callable
 
 from .file import O_ACCMODE, O_RDONLY
 from .inode import (DirEntry, FileDescriptionImpl, Filesystem, Inode, Stat, dtype_of,

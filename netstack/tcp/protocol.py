@@ -6,9 +6,11 @@ errors, the port table with Linux's bind-sharing rules, keyed ISNs
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import struct
+
+# hashlib.blake2s is this one; hashlib itself would load OpenSSL (4 ms) for hashes not used here
+from _blake2 import blake2s
 
 from ..core import AF_INET, AF_INET6, to_v6
 from ..ports import PortTable, overlaps
@@ -138,8 +140,8 @@ class TCPProtocol:
             return None
         if len(cands) == 1:
             return cands[0]
-        h = hashlib.blake2s(src + dst + _PORTS.pack(sport, port), digest_size=4,
-                            key=self._secret[:16]).digest()
+        h = blake2s(src + dst + _PORTS.pack(sport, port), digest_size=4,
+                    key=self._secret[:16]).digest()
         return cands[int.from_bytes(h, "big") % len(cands)]
 
     def send_reset_for(self, info, seg: Segment) -> None:
@@ -188,13 +190,13 @@ class TCPProtocol:
 
     def isn(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
         """RFC 6528: a keyed hash of the 4-tuple plus a 4 us clock."""
-        h = hashlib.blake2s(laddr + raddr + _PORTS.pack(lport, rport),
-                            key=self._secret[:16], digest_size=4).digest()
+        h = blake2s(laddr + raddr + _PORTS.pack(lport, rport),
+                    key=self._secret[:16], digest_size=4).digest()
         return (int.from_bytes(h, "big") + self.clock.now_ns() // 4000) & MASK
 
     def ts_offset(self, laddr: bytes, raddr: bytes) -> int:
         """A per-pair random timestamp origin (Linux's secure_tcp_ts_off)."""
-        h = hashlib.blake2s(laddr + raddr, key=self._secret[16:], digest_size=4).digest()
+        h = blake2s(laddr + raddr, key=self._secret[16:], digest_size=4).digest()
         return int.from_bytes(h, "big")
 
     def wscale_for(self, rcvbuf: int) -> int:

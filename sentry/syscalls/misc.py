@@ -7,11 +7,10 @@ import os
 import struct
 import time
 
-import psutil
-
 from vfs.inode import fserr
 
 from .. import caps, futex, sched, seccomp
+from ..hostmem import memory
 from .time import process_cpu_ns, thread_cpu_ns
 from .table import PARTIAL, syscall, unimplemented
 from .util import I32, s32
@@ -70,10 +69,10 @@ def sys_getrandom(k, t, buf, count, flags, *_):
 
 @syscall("sysinfo")
 def sys_sysinfo(k, t, info, *_):
-    vm = psutil.virtual_memory()
+    total, available = memory()
     uptime = (time.monotonic_ns() - k.boot_ns) // 10**9
     procs = len(k.pidns.tasks)
-    t.thread.write(info, struct.pack("<q3QQQQQQQH6xQQI", uptime, 0, 0, 0, vm.total, vm.available, 0, 0,
+    t.thread.write(info, struct.pack("<q3QQQQQQQH6xQQI", uptime, 0, 0, 0, total, available, 0, 0,
                                      0, 0, procs, 0, 0, 1).ljust(112, b"\0"))
     return 0
 

@@ -1,5 +1,6 @@
 """The 9P2000.L codec: exact wire bytes, round trips of every message, and
 garbage in (random, truncated, mutated) only ever raising P9Error."""
+import dataclasses
 import socket
 import struct
 import threading
@@ -91,6 +92,30 @@ def test_round_trip_each_type(cls):
     def check(tag, msg):
         assert p9.decode(p9.encode(tag, msg)) == (tag, msg)
     check()
+
+
+def test_records_behave_as_the_dataclasses_they_replace():
+    qid = p9.Qid(0x80, 7, 9)
+    assert repr(qid) == "Qid(type=128, version=7, path=9)"
+    assert qid == p9.Qid(0x80, 7, 9) and qid != p9.Qid(0x80, 7, 10) and qid != (0x80, 7, 9)
+    assert hash(qid) == hash(p9.Qid(0x80, 7, 9)) and {qid: 1}[p9.Qid(0x80, 7, 9)] == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        qid.path = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del p9.Dirent(qid, 1, 4, b"a").name
+    assert repr(p9.Dirent(qid, 1, 4, b"a")) == f"Dirent(qid={qid!r}, offset=1, type=4, name=b'a')"
+    walk = p9.Twalk(1, 2, (b"a", b"b"))
+    assert repr(walk) == "Twalk(fid=1, newfid=2, wnames=(b'a', b'b'))" and repr(p9.Rclunk()) == "Rclunk()"
+    assert walk == p9.Twalk(fid=1, newfid=2, wnames=(b"a", b"b")) and walk != p9.Twalk(1, 3, (b"a", b"b"))
+    assert p9.Tclunk(1) != p9.Tremove(1)  # same fields, another message
+    with pytest.raises(TypeError):
+        hash(walk)  # mutable records: unhashable, as a dataclass with eq
+    with pytest.raises(TypeError):
+        p9.Tclunk()
+    with pytest.raises(AttributeError):
+        walk.other = 1  # slots: fields only
+    walk.fid = 5
+    assert walk.fid == 5
 
 
 @settings(max_examples=300)

@@ -6,6 +6,10 @@ filesystem the sentry mounts over it (fs.py).
     tree = MountTree(gofer.fs)
     ...
     gofer.close()                                 # also done at exit
+
+    launch = launch_gofer("/path/to/rootfs")     # it sets itself up meanwhile
+    ...
+    gofer = launch.connect()
 """
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ import os
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -22,12 +25,23 @@ import weakref
 from .client import GoferClient
 from .fs import GoferFilesystem
 
-__all__ = ["Gofer", "GoferClient", "GoferFilesystem", "start_gofer"]
+TYPE_CHECKING = False  # not typing's: importing typing costs a sandbox's start 3 ms
+if TYPE_CHECKING:
+    import subprocess  # for annotations; see _subprocess
+
+__all__ = ["Gofer", "GoferClient", "GoferFilesystem", "GoferLaunch", "launch_gofer", "start_gofer"]
 
 # The directory holding the vfs package: the server runs as
 # `python -m vfs.gofer.server` from the checkout as well as when installed.
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _SHUTDOWN_GRACE = 5.0
+
+
+def _subprocess():
+    """The subprocess module, imported only where a gofer is exec'd or
+    outlives its grace: a forked gofer needs none of it (2 ms a sandbox)."""
+    import subprocess
+    return subprocess
 
 
 def _stop(proc: subprocess.Popen, sock: socket.socket) -> None:
@@ -39,7 +53,7 @@ def _stop(proc: subprocess.Popen, sock: socket.socket) -> None:
     if proc.poll() is None:
         try:
             proc.wait(timeout=_SHUTDOWN_GRACE)
-        except subprocess.TimeoutExpired:
+        except _subprocess().TimeoutExpired:  # evaluated only when wait raised
             proc.kill()
             proc.wait()
 
@@ -103,7 +117,7 @@ class ForkedServer:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(["gofer"], timeout)
+                raise _subprocess().TimeoutExpired(["gofer"], timeout)
             time.sleep(0.005)
         return self.returncode
 
@@ -160,9 +174,8 @@ def _fork_server(fd: int, root: str, rw: bool) -> ForkedServer:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGIO, signal.SIGWINCH):
                 signal.signal(sig, signal.SIG_DFL)
             from . import server
-            args = ["--fd", str(fd), "--root", root] + (["--rw"] if rw else [])
             _show_as(server_command(fd, root, rw))
-            code = server.main(args)
+            code = server.serve_export(fd, root, rw)
         except BaseException:
             pass
         finally:
@@ -171,14 +184,50 @@ def _fork_server(fd: int, root: str, rw: bool) -> ForkedServer:
     return ForkedServer(pid, os.fdopen(err_r, "rb"))
 
 
-def start_gofer(root: str, rw: bool = False, *, cache: bool = True) -> Gofer:
-    """Start a gofer serving root (read-only unless rw) and connect to it:
-    forked while this process has one thread, else a new interpreter."""
+class GoferLaunch:
+    """A gofer process started but not yet connected to: it sets itself up
+    (confinement, seccomp) while the caller does other work. connect()
+    waits for it and gives the Gofer; close() ends one never connected."""
+
+    def __init__(self, root: str, rw: bool, proc, sock: socket.socket):
+        self.root, self.rw = root, rw
+        self._finalizer = weakref.finalize(self, _stop, proc, sock)
+
+    def connect(self, *, cache: bool = True) -> Gofer:
+        _, _, (proc, ours), _ = self._finalizer.detach()  # the Gofer's to stop from now on
+        try:
+            client = GoferClient(ours)
+            client.version()
+            fs = GoferFilesystem(client, rw=self.rw, cache=cache)
+        except BaseException as e:
+            _stop(proc, ours)
+            why = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+            proc.stderr.close()
+            if why and isinstance(e, OSError):
+                raise OSError(e.errno, f"gofer for {self.root!r} failed: {why}") from e
+            raise
+        # the server points its stderr at /dev/null once set up; nothing more comes
+        proc.stderr.close()
+        return Gofer(proc, ours, client, fs)
+
+    def close(self) -> None:
+        live = self._finalizer.peek()  # None once connected or closed
+        if live is not None:
+            _, _, (proc, _sock), _ = live
+            self._finalizer()
+            proc.stderr.close()
+
+
+def launch_gofer(root: str, rw: bool = False) -> GoferLaunch:
+    """Start a gofer serving root (read-only unless rw), to connect to
+    later: forked while this process has one thread, else a new
+    interpreter."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         if threading.active_count() == 1:
             proc = _fork_server(theirs.fileno(), os.fspath(root), rw)
         else:
+            subprocess = _subprocess()
             proc = subprocess.Popen(server_command(theirs.fileno(), os.fspath(root), rw),
                                     pass_fds=[theirs.fileno()], env=server_env(), cwd="/",
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -188,18 +237,9 @@ def start_gofer(root: str, rw: bool = False, *, cache: bool = True) -> Gofer:
         theirs.close()
         raise
     theirs.close()
-    try:
-        client = GoferClient(ours)
-        client.version()
-        fs = GoferFilesystem(client, rw=rw, cache=cache)
-    except BaseException as e:
-        _stop(proc, ours)
-        why = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-        proc.stderr.close()
-        if why and isinstance(e, OSError):
-            raise OSError(e.errno, f"gofer for {root!r} failed: {why}") from e
-        raise
-    # the server points its stderr at /dev/null once set up; nothing more comes
-    proc.stderr.close()
-    return Gofer(proc, ours, client, fs)
+    return GoferLaunch(root, rw, proc, ours)
 
+
+def start_gofer(root: str, rw: bool = False, *, cache: bool = True) -> Gofer:
+    """Start a gofer serving root (read-only unless rw) and connect to it."""
+    return launch_gofer(root, rw).connect(cache=cache)

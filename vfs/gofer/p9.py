@@ -5,7 +5,7 @@ all little endian; size counts the whole message. A qid is type[1]
 version[4] path[8]; a string is len[2] + bytes (kept as bytes here: names
 are whatever the host file system holds); data is count[4] + bytes.
 
-Each message is a small dataclass whose field annotations are wire kinds
+Each message is a small record class whose field annotations are wire kinds
 (U8 ... U64, QID, STR, DATA, STRS, QIDS); `encode(tag, msg)` and
 `decode(buf)` work from those. Decoding anything malformed or truncated
 raises P9Error and nothing else, so a server can answer garbage with an
@@ -19,7 +19,7 @@ import array
 import os
 import socket
 import struct
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError
 
 VERSION = b"9P2000.L"
 NOTAG = 0xFFFF
@@ -173,21 +173,72 @@ def _take(buf: bytes, pos: int, n: int) -> bytes:
     return bytes(buf[pos:pos + n])
 
 
-@dataclass(frozen=True, slots=True)
-class Qid:
-    type: int
-    version: int
-    path: int
+class _Record:
+    """Equality and repr by the fields its class's __slots__ name, as a
+    dataclass's: the codec's records are written out, since making sixty
+    dataclasses would cost every sandbox's start a tenth of its import."""
+    __slots__ = ()
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None
+
+    def __repr__(self):
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__qualname__}({shown})"
+
+
+class _Frozen(_Record):
+    """A dataclass(frozen=True)'s: hashable, never assigned."""
+    __slots__ = ()
+
+    def __hash__(self):
+        return hash(self._values())
+
+    def __setattr__(self, name, value):
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name):
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+_set = object.__setattr__
+
+
+class Qid(_Frozen):
+    __slots__ = ("type", "version", "path")
+
+    def __init__(self, type: int, version: int, path: int):
+        _set(self, "type", type)
+        _set(self, "version", version)
+        _set(self, "path", path)
 
 
 # --- messages -------------------------------------------------------------
 
-class Message:
+class _MessageType(type):
+    """Gives each message class __slots__ named by its field annotations
+    as the class statement makes it (no second class built per message)."""
+
+    def __new__(mcls, name, bases, ns):
+        if bases:
+            ns["__slots__"] = tuple(ns.get("__annotations__", ()))
+        return super().__new__(mcls, name, bases, ns)
+
+
+class Message(_Record, metaclass=_MessageType):
     """Base of every message class; TYPE is its 9P type number, FIELDS its
-    (name, kind) pairs in wire order."""
+    (name, kind) pairs in wire order; each class's __init__ takes its
+    fields in that order."""
     TYPE = 0
-    FIELDS: tuple = ()
-    _plan: tuple = ()
+    FIELDS = ()
+    _plan = ()
 
 
 MESSAGES: dict[int, type] = {}
@@ -214,33 +265,29 @@ def _plan_for(pairs) -> tuple:
     return tuple(plan)
 
 
-def _record(cls, names: tuple[str, ...]):
-    """What dataclass(slots=True) makes of cls (slots, __init__, __eq__,
-    __repr__), for fields without defaults, at a tenth of its cost: the
-    codec's sixty classes are built at every sandbox's start."""
-    ns = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
-    ns["__slots__"] = names
-    args = "".join(f", {n}" for n in names)
-    mine = "".join(f"self.{n}, " for n in names)
-    theirs = "".join(f"other.{n}, " for n in names)
-    shown = ", ".join(f"{n}={{self.{n}!r}}" for n in names)
-    src = (f"def __init__(self{args}):\n" + "".join(f"    self.{n} = {n}\n" for n in names) + "    pass\n"
-           f"def __eq__(self, other):\n"
-           f"    if other.__class__ is not self.__class__:\n        return NotImplemented\n"
-           f"    return ({mine}) == ({theirs})\n"
-           f"def __repr__(self):\n    return f\"{cls.__qualname__}({shown})\"\n")
-    exec(src, {}, ns)
-    ns["__hash__"] = None
-    return type(cls)(cls.__name__, cls.__bases__, ns)
+def _add_initializers(classes) -> None:
+    """Give each class an __init__ storing its fields, as a dataclass's
+    does, all compiled as one source: the codec's sixty classes are made
+    at every sandbox's start, and one compile costs a fraction of sixty."""
+    src = []
+    for i, cls in enumerate(classes):
+        names = [name for name, _ in cls.FIELDS]
+        src.append(f"def init{i}(self{''.join(', ' + n for n in names)}):\n"
+                   + "".join(f"    self.{n} = {n}\n" for n in names) + "    pass\n")
+    made: dict = {}
+    exec("".join(src), {}, made)
+    for i, cls in enumerate(classes):
+        init = made[f"init{i}"]
+        init.__name__, init.__qualname__ = "__init__", f"{cls.__qualname__}.__init__"
+        cls.__init__ = init
 
 
 def message(type_: int):
-    """Class decorator: make a message record from wire-kind annotations."""
+    """Class decorator: register a message class (fields from its
+    wire-kind annotations; __init__ added once all are declared)."""
     def wrap(cls):
-        pairs = tuple(cls.__dict__.get("__annotations__", {}).items())
-        cls = _record(cls, tuple(name for name, _ in pairs))
         cls.TYPE = type_
-        cls.FIELDS = pairs
+        cls.FIELDS = pairs = tuple(cls.__dict__.get("__annotations__", {}).items())
         cls._plan = _plan_for(pairs)
         MESSAGES[type_] = cls
         return cls
@@ -634,6 +681,9 @@ class Rremove(Message):
     pass
 
 
+_add_initializers(list(MESSAGES.values()))
+
+
 # --- encoding and decoding ------------------------------------------------
 
 def encode(tag: int, msg: Message) -> bytes:
@@ -705,12 +755,14 @@ def peek_header(buf: bytes) -> tuple[int, int, int]:
 
 # --- directory entries (Rreaddir data) -----------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Dirent:
-    qid: Qid
-    offset: int   # cookie for the Treaddir that continues after this entry
-    type: int     # d_type
-    name: bytes
+class Dirent(_Frozen):
+    __slots__ = ("qid", "offset", "type", "name")
+
+    def __init__(self, qid: Qid, offset: int, type: int, name: bytes):
+        _set(self, "qid", qid)
+        _set(self, "offset", offset)  # cookie for the Treaddir that continues after this entry
+        _set(self, "type", type)      # d_type
+        _set(self, "name", name)
 
 
 _DIRENT_HEAD = struct.Struct("<BIQQBH")  # qid, offset[8], type[1], name len[2]
@@ -749,6 +801,7 @@ def decode_dirents(data: bytes) -> list[Dirent]:
 
 MAX_DONATED_FDS = 4
 _ANC_SPACE = socket.CMSG_SPACE(MAX_DONATED_FDS * array.array("i").itemsize)
+_MSG_CTRUNC = int(socket.MSG_CTRUNC)  # socket's is an enum.IntFlag: `flags & it` runs enum code, per message
 
 
 def _recv_exact(sock: socket.socket, n: int, fds: list | None) -> bytes:
@@ -759,10 +812,10 @@ def _recv_exact(sock: socket.socket, n: int, fds: list | None) -> bytes:
     while got < n:
         data, anc, flags, _ = sock.recvmsg(n - got, _ANC_SPACE, socket.MSG_CMSG_CLOEXEC)
         received = _fds_from_ancillary(anc)
-        if fds is None or flags & socket.MSG_CTRUNC:
+        if fds is None or flags & _MSG_CTRUNC:
             for fd in received:
                 _close_quietly(fd)
-            if flags & socket.MSG_CTRUNC and fds is not None:
+            if flags & _MSG_CTRUNC and fds is not None:
                 raise P9Error("too many fds in ancillary data")
         else:
             fds.extend(received)

@@ -60,7 +60,6 @@ the kernel discards SCM_RIGHTS that a recv without ancillary buffer skips.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import errno
 import fcntl
@@ -886,6 +885,7 @@ def close_other_fds(keep: set[int]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # here: a forked gofer calls serve_export, and argparse would cost it 6 ms
     ap = argparse.ArgumentParser(prog="python -m vfs.gofer.server",
                                  description="Serve DIR over 9P2000.L on a connected socket fd.")
     ap.add_argument("--fd", type=int, required=True, help="connected unix socket to serve")
@@ -896,13 +896,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-seccomp", action="store_true",
                     help="no system call filter (to measure what serving calls, with strace)")
     args = ap.parse_args(argv)
+    return serve_export(args.fd, args.root, args.rw, keep_stderr=args.keep_stderr,
+                        seccomp=not args.no_seccomp)
 
+
+def serve_export(fd: int, root: str, rw: bool, *, keep_stderr: bool = False, seccomp: bool = True) -> int:
+    """Confine this process to root and serve it on the socket fd until
+    EOF; the exit status (main's, the command line's)."""
     try:
-        root_fd = os.open(args.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         check_not_pseudo(root_fd)
-        sock = socket.socket(fileno=args.fd)
+        sock = socket.socket(fileno=fd)
     except OSError as e:
-        print(f"gofer: cannot serve {args.root!r} on fd {args.fd}: {e}", file=sys.stderr)
+        print(f"gofer: cannot serve {root!r} on fd {fd}: {e}", file=sys.stderr)
         return 2
     parent = os.getppid()
     try:
@@ -911,7 +917,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     if os.getppid() != parent:
         return 0  # the parent died before the death signal was armed
-    os.set_inheritable(args.fd, False)
+    os.set_inheritable(fd, False)
     os.umask(0)  # modes arrive with the guest's umask applied
     os.chdir("/")
     try:
@@ -920,9 +926,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError):
         pass
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash must not drop a core into the export
-    close_other_fds({args.fd, root_fd} | ({2} if args.keep_stderr else set()))
+    close_other_fds({fd, root_fd} | ({2} if keep_stderr else set()))
 
-    conf = confine.enter_export(args.root, args.rw)
+    conf = confine.enter_export(root, rw)
     if conf.mount_ns:
         new_root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         before, after = os.fstat(root_fd), os.fstat(new_root)
@@ -930,17 +936,17 @@ def main(argv: list[str] | None = None) -> int:
         root_fd = new_root
         if (before.st_dev, before.st_ino) != (after.st_dev, after.st_ino):
             return 3  # cannot happen: the bind shows the export's own root
-    errors = conf.errors + confine.drop_privileges(args.rw)
-    if not args.no_seccomp:
+    errors = conf.errors + confine.drop_privileges(rw)
+    if seccomp:
         try:
             confine.install_filter()
         except OSError as e:
             errors.append(f"no seccomp filter: {e.strerror}")
-    if args.keep_stderr:
+    if keep_stderr:
         for why in errors:
             print(f"gofer: {why}", file=sys.stderr)
     try:
-        GoferServer(sock, root_fd, rw=args.rw, hidden=conf.hidden).serve()
+        GoferServer(sock, root_fd, rw=rw, hidden=conf.hidden).serve()
     finally:
         sock.close()
     return 0
