@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import errno
 import fcntl
-import json
 import os
 import signal
 import socket
@@ -20,7 +19,6 @@ import struct
 import sys
 import termios
 import threading
-import traceback
 
 from sentry import inet, signals
 from sentry.console import Console
@@ -30,7 +28,7 @@ from vfs.file import O_RDONLY, O_RDWR, O_WRONLY, FileDescription, HostFileImpl
 from vfs.path import Creds, PathContext
 
 from ..sandbox import Sandbox, SandboxError
-from . import assemble
+from . import assemble, jsonlite
 from .options import RuntimeOptions, wait_status_to_exit_code
 from .control import Channel, ControlError, ShortPath, send_console
 from .hooks import HookChain, HookError, hook_state, run_hooks, stored_hooks
@@ -412,6 +410,7 @@ class SandboxServer:
             status = k.run()
         except InternalError as e:
             self.log(f"internal error in the sentry: {e}")
+            import traceback  # only for this report: 3 ms of every sandbox's start
             traceback.print_exc(file=sys.stderr)
             status = 70 << 8
         return status
@@ -440,7 +439,7 @@ def serve(spec: Spec, cid: str, store: Store, opts: RuntimeOptions, console_sock
 
     def ready(msg: dict) -> None:
         try:
-            os.write(ready_fd, json.dumps(msg).encode() + b"\n")
+            os.write(ready_fd, jsonlite.dumps(msg).encode() + b"\n")
         finally:
             os.close(ready_fd)
 
