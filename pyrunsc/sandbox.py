@@ -14,6 +14,7 @@ from sentry.console import Console
 from sentry.fdtable import FDTable
 from sentry.fifo import open_end as open_fifo_end
 from sentry.kernel import InternalError, Kernel
+from sentry.monitor import chain as monitor_chain
 from sentry.procsource import KernelProcSource
 from sentry.pty import PtyRegistry
 from sentry.syscalls import table as syscall_table
@@ -149,6 +150,8 @@ class Config:
     masked_paths: list[bytes] = field(default_factory=list)
     readonly_paths: list[bytes] = field(default_factory=list)
     hostname: bytes = b"pyrunsc"
+    # more sentry.monitor.SyscallMonitors (coverage, hooks), after strace
+    monitors: list = field(default_factory=list)
 
 
 class SandboxError(Exception):
@@ -416,7 +419,8 @@ class Sandbox:
         if cfg.strace:  # python-ptrace's prototype tables: imported only when tracing
             from sentry.strace import Strace
             strace = Strace(self._log or sys.stderr)
-        self.kernel = Kernel(self.platform, tree, strace=strace, debug_log=self._log, hostname=cfg.hostname)
+        self.kernel = Kernel(self.platform, tree, monitor=monitor_chain([strace, *cfg.monitors]),
+                             debug_log=self._log, hostname=cfg.hostname)
         self.proc_source.bind(self.kernel)
         self.ptys.kernel = self.kernel
         try:

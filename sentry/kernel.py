@@ -39,6 +39,7 @@ from .socketfile import AF_NETLINK
 from .waiter import Block
 
 SYSCALL_STOP = 0x85
+_EXEC_NRS = (table.number("execve"), table.number("execveat"))
 SIGKILL, SIGCHLD, SIGSTOP, SIGTRAP, SIGSEGV = 9, 17, 19, 5, 11
 AUDIT_ARCH_X86_64 = 0xC000003E
 CORE_SIGNALS = {3, 4, 5, 6, 7, 8, 11, 24, 25, 31}  # default action: dump core
@@ -98,7 +99,7 @@ def _host_auxv() -> dict[int, int]:
 
 
 class Kernel:
-    def __init__(self, platform: PtracePlatform, mounts: MountTree, *, strace=None,
+    def __init__(self, platform: PtracePlatform, mounts: MountTree, *, monitor=None,
                  debug_log=None, hostname: bytes = b"pyrunsc"):
         self.platform = platform
         self.mounts = mounts
@@ -113,7 +114,7 @@ class Kernel:
         self.init_tg: ThreadGroup | None = None
         self.finished = False
         self.exit_status = 0
-        self.strace = strace
+        self.monitor = monitor   # sentry.monitor.SyscallMonitor: strace, coverage, hooks
         self.debug_log = debug_log
         self.unimplemented = collections.Counter()
         self.hostname = hostname
@@ -363,46 +364,75 @@ class Kernel:
     def syscall(self, t: Task, nr: int, args: tuple, retry: bool = False) -> None:
         self.current = t
         t.syscall_nr = nr
+        mon = self.monitor
         if not retry:
             t.syscall_start_ns = 0  # set by handlers that time out (see call_start)
             t.write_done = 0
+            if mon is not None:
+                t.sentry_ns = 0
+                steer = mon.enter(t, nr, args)
+                if steer is not None:
+                    if type(steer) is tuple:
+                        args = steer   # the monitor rewrote the arguments
+                    else:              # the monitor answered: no handler runs
+                        self.nsyscalls += 1
+                        mon.done(t, nr, args, steer, 0)
+                        self.ready.append((t, 1, steer, 0))
+                        return
         self.nsyscalls += 1
         handler = self.handlers[nr] if nr < len(self.handlers) else None
         try:
             if t.seccomp is not None and not retry and (r := seccomp.enforce(self, t, nr, args)) is not None:
                 if r is False:  # the filter killed it
+                    if mon is not None:
+                        mon.done(t, nr, args, None, t.sentry_ns)
                     return
             elif handler is None:
                 self.unimplemented[nr] += 1
                 self._log_debug(f"unimplemented syscall {table.name(nr)} ({nr}) from {t}")
                 r = -errno.ENOSYS
-            else:
+            elif mon is None:
                 r = handler(self, t, *args)
+            else:
+                r = self._timed_handler(t, handler, args)
         except OSError as e:
             r = -(e.errno or errno.EIO)
         except MemoryError:  # the sentry could not hold what the call needs: the call fails, not the sandbox
             r = -errno.ENOMEM
         except Block as b:
             self._park(t, nr, args, b)
-            if self.strace and not retry:
-                self.strace.blocked(t, nr, args)
+            if mon is not None and not retry:
+                mon.blocked(t, nr, args)
             return
         except GuestGone as gone:
             self._log_debug(f"host thread {gone.pid} gone (status {gone.status:#x}) during {table.name(nr)} of {t}")
             if gone.pid == t.thread.pid:
+                if mon is not None:
+                    mon.done(t, nr, args, None, t.sentry_ns)
                 self.host_thread_gone(t, gone.status)
             else:
-                self.ready.append((t, 1, -errno.EAGAIN, 0))
+                r = -errno.EAGAIN
+                if mon is not None:
+                    mon.done(t, nr, args, r, t.sentry_ns)
+                self.ready.append((t, 1, r, 0))
             return
         except Exception as e:
             raise InternalError(f"in {table.name(nr)}({', '.join(hex(a) for a in args)}) of {t}: {e!r}") from e
         if r is NORESUME:
-            if self.strace:
-                self.strace.done(t, nr, args, None)
+            if mon is not None:   # execve succeeded (0, as strace shows it), or the task is gone
+                mon.done(t, nr, args, 0 if nr in _EXEC_NRS else None, t.sentry_ns)
             return
-        if self.strace:
-            self.strace.done(t, nr, args, r)
+        if mon is not None:
+            mon.done(t, nr, args, r, t.sentry_ns)
         self.ready.append((t, 1, r, 0))
+
+    def _timed_handler(self, t: Task, handler, args: tuple):
+        """handler's result, its run time added to t.sentry_ns (monitored sandboxes only)."""
+        start = time.perf_counter_ns()
+        try:
+            return handler(self, t, *args)
+        finally:
+            t.sentry_ns += time.perf_counter_ns() - start
 
     def _signal_before_resume(self, t: Task, set_rax: int, rax: int) -> tuple[int, int]:
         """Deliver a pending signal to t (or settle a syscall a signal
@@ -497,8 +527,8 @@ class Kernel:
                 rec.block.on_interrupt(t)
             except OSError as e:  # e.g. nanosleep's rem pointer is bad
                 result = -(e.errno or errno.EFAULT)
-        if self.strace:
-            self.strace.done(t, rec.nr, rec.args, result)
+        if self.monitor is not None:
+            self.monitor.done(t, rec.nr, rec.args, result, t.sentry_ns)
         self.ready.append((t, 1, result, 0))
         return True
 
@@ -513,8 +543,8 @@ class Kernel:
             if result is None:
                 self.syscall(t, rec.nr, rec.args, retry=True)
                 continue
-            if self.strace:
-                self.strace.done(t, rec.nr, rec.args, result)
+            if self.monitor is not None:
+                self.monitor.done(t, rec.nr, rec.args, result, t.sentry_ns)
             self.ready.append((t, 1, result, 0))
 
     def watch_fd(self, fd: int, events: int, callback) -> "FdWatch":

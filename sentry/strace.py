@@ -11,6 +11,7 @@ import os
 
 from ptrace.syscall.prototypes import SYSCALL_PROTOTYPES
 
+from .monitor import SyscallMonitor
 from .syscalls.table import name as syscall_name
 
 STRING_TYPES = ("const char *", "char *")
@@ -24,7 +25,7 @@ def _quote(b: bytes) -> str:
     return f'"{s}"' + ("..." if len(b) > MAX_STR else "")
 
 
-class Strace:
+class Strace(SyscallMonitor):
     def __init__(self, out):
         self.out = out
 
@@ -62,7 +63,7 @@ class Strace:
         except (OSError, ValueError):
             pass
 
-    def done(self, t, nr, args, result) -> None:
+    def done(self, t, nr, args, result, sentry_ns=0) -> None:
         if result is None:
             self._emit(t, nr, args, "= ?")
         elif -4096 < result < 0:

@@ -206,7 +206,7 @@ class ThreadGroup:
 class Task:
     __slots__ = ("tid", "tg", "thread", "sigmask", "comm", "clear_child_tid",
                  "robust_list", "parked", "alive", "syscall_nr", "syscall_args",
-                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "syscall_start_ns", "saved_sigmask", "sigwait_set", "sigwait_queue", "write_done", "seccomp", "ioprio", "sched",
+                 "pending_signals", "sigaltstack", "xstate_len", "on_cpu", "syscall_start_ns", "sentry_ns", "saved_sigmask", "sigwait_set", "sigwait_queue", "write_done", "seccomp", "ioprio", "sched",
                  "__weakref__")
 
     def __init__(self, tid: int, tg: ThreadGroup, thread):
@@ -226,6 +226,7 @@ class Task:
         self.xstate_len = 0  # FP state size saved by the last signal frame
         self.on_cpu = False  # resumed on the host and not yet stopped again
         self.syscall_start_ns = 0  # when the current syscall first ran (timeouts)
+        self.sentry_ns = 0         # handler time of the current syscall (monitored sandboxes)
         self.saved_sigmask = None  # mask to restore after a handler (sigsuspend, ppoll)
         self.sigwait_set = 0  # signals a parked rt_sigtimedwait accepts
         self.write_done = 0   # bytes a parked blocking write has written so far
