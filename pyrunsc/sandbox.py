@@ -185,6 +185,7 @@ class Sandbox:
         self._console_rdev = None
         self._log = None
         self.network = None  # pyrunsc.network.NetworkHandle
+        self.internal_error = None  # the sentry's InternalError that ended run(), if one did
         self._launches = {}  # gofers not yet connected: None (the root's) or (served, is_dir) -> [GoferLaunch]
 
     def _launch_gofers(self) -> None:
@@ -456,7 +457,7 @@ class Sandbox:
             prog = self.find_program(tree, ctx, argv[0], env)
             self._open_console()
             try:
-                self.kernel.start([prog] + [os.fsencode(a) for a in argv[1:]], env, cwd, self._stdio())
+                self.kernel.start([os.fsencode(a) for a in argv], env, cwd, self._stdio(), filename=prog)
             except OSError as e:
                 code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
                 raise SandboxError(f"pyrunsc: {argv[0]}: {os.strerror(e.errno)}", code) from None
@@ -465,6 +466,7 @@ class Sandbox:
             status = self.kernel.run()
             return wait_status_to_exit_code(status)
         except InternalError as e:
+            self.internal_error = e
             import traceback  # only for this report: it costs every sandbox's start 3 ms
             print(f"pyrunsc: internal error in the sentry: {e}", file=sys.stderr)
             traceback.print_exc(file=sys.stderr)

@@ -94,13 +94,18 @@ def delete(rt, force, container_id):
 
 
 @click.command()
-@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json", "tree"]), default="table",
+              help="table: the host's ps lines of the container's processes; json: their host pids "
+                   "(what containerd reads); tree: the sandbox's own process tree.")
 @click.argument("container_id")
 @click.argument("ps_args", nargs=-1)
 @_guard
 def ps(rt, fmt, container_id, ps_args):
     """The container's processes (host pids, so the host's ps shows them)."""
     st = rt.store.load(container_id)
+    if fmt == "tree":
+        click.echo(process_tree(rt.ask(st, {"op": "processes"})["processes"]), nl=False)
+        return
     pids = rt.ask(st, {"op": "ps"})["pids"]
     if fmt == "json":
         click.echo(json.dumps(pids))
@@ -113,6 +118,25 @@ def ps(rt, fmt, container_id, ps_args):
         fields = line.split()
         if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
             click.echo(line)
+
+
+def process_tree(procs: list[dict]) -> str:
+    """The sandbox's processes (pid, ppid, host pid, threads, state,
+    command) with each child under its parent, as `ps -ef --forest` draws."""
+    by_parent: dict[int, list[dict]] = {}
+    pids = {p["pid"] for p in procs}
+    for p in procs:
+        by_parent.setdefault(p["ppid"] if p["ppid"] in pids else 0, []).append(p)
+    lines = [f"{'PID':>5} {'PPID':>5} {'HOST PID':>8} {'THR':>3} S COMMAND"]
+
+    def walk(parent: int, depth: int) -> None:
+        for p in sorted(by_parent.get(parent, []), key=lambda p: p["pid"]):
+            lead = "    " * (depth - 1) + " \\_ " if depth else ""
+            lines.append(f"{p['pid']:>5} {p['ppid']:>5} {p['host_pid']:>8} {p['threads']:>3} "
+                         f"{p['state']} {lead}{p['cmd']}")
+            walk(p["pid"], depth + 1)
+    walk(0, 0)
+    return "\n".join(lines) + "\n"
 
 
 @click.command("list")

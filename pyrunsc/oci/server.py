@@ -24,6 +24,7 @@ from sentry import inet, signals
 from sentry.console import Console
 from sentry.fdtable import FDTable
 from sentry.kernel import WAKE_SIGNAL, InternalError
+from sentry.syscalls import table
 from vfs.file import O_RDONLY, O_RDWR, O_WRONLY, FileDescription, HostFileImpl
 from vfs.path import Creds, PathContext
 
@@ -147,7 +148,7 @@ class SandboxServer:
             prog = sb.find_program(tree, ctx, process.args[0], env)
         except SandboxError as e:
             raise SpecError(self._exec_error(process.args[0], e.code)) from None
-        argv = [prog] + [os.fsencode(a) for a in process.args[1:]]
+        argv = [os.fsencode(a) for a in process.args]   # argv[0] as given (runc's too); prog is found on PATH
         console = None
         if stdio is None:  # init: a terminal of its own, or create's stdio
             if process.terminal:
@@ -159,9 +160,9 @@ class SandboxServer:
             table = stdio
         try:
             if on_exit is None:
-                tg = k.start(argv, env, cwd, table, creds, hold=hold)
+                tg = k.start(argv, env, cwd, table, creds, hold=hold, filename=prog)
             else:
-                tg = k.spawn(argv, env, cwd, table, creds, on_exit)
+                tg = k.spawn(argv, env, cwd, table, creds, on_exit, filename=prog)
         except OSError as e:
             code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
             raise SpecError(self._exec_error(process.args[0], code, e.errno)) from None
@@ -299,6 +300,8 @@ class SandboxServer:
             return None
         if op == "ps":
             return {"ok": True, "pids": self.host_pids()}
+        if op == "processes":
+            return {"ok": True, "processes": self.processes()}
         if op == "pause":
             k.freeze()
             return {"ok": True}
@@ -385,9 +388,25 @@ class SandboxServer:
             except psutil.Error:
                 pass
         k = self.sandbox.kernel
+        groups = [g for g in k.pidns.groups.values() if g.tasks]
         return {"cpu": {"usage": {"total": cpu}}, "memory": {"usage": {"usage": mem}},
                 "pids": {"current": len(self.host_pids())},
-                "syscalls": k.nsyscalls, "unimplemented": dict(k.unimplemented)}
+                "tasks": {"processes": len(groups), "threads": sum(len(g.tasks) for g in groups)},
+                "syscalls": k.nsyscalls,
+                "syscall_counts": {table.name(nr): n for nr, n in enumerate(k.syscall_counts) if n},
+                "unimplemented": {table.name(nr): n for nr, n in k.unimplemented.items()}}
+
+    def processes(self) -> list[dict]:
+        """The sandbox's processes as its own pid namespace sees them."""
+        k = self.sandbox.kernel
+        out = []
+        for g in sorted(k.pidns.groups.values(), key=lambda g: g.tgid):
+            if not g.tasks:
+                continue
+            out.append({"pid": g.tgid, "ppid": g.parent.tgid if g.parent is not None else 0,
+                        "host_pid": g.tasks[0].thread.pid, "threads": len(g.tasks), "state": g.state,
+                        "cmd": " ".join(os.fsdecode(a) for a in g.argv) or os.fsdecode(g.tasks[0].comm)})
+        return out
 
     def oci_state(self, status: str) -> dict:
         return hook_state(self.cid, self.spec, status)

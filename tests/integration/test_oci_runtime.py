@@ -360,3 +360,39 @@ def test_sandbox_flags_and_events(env):
     pyrunsc("delete", "--force", "g1", root=root)
     bad = pyrunsc("--network", "bogus", "create", "--bundle", bundle, "g2", root=root, check=False)
     assert bad.returncode == 1 and "--network" in bad.stderr and not os.path.exists(f"{root}/g2")
+
+
+def test_ps_tree_and_event_counters(env):
+    """ps --format tree draws the sandbox's own processes under their
+    parents; events --stats counts tasks and syscalls by name."""
+    root, bundle = env
+    set_process(bundle, ["sh", "-c", "sleep 1000 & sleep 1001 & wait"])
+    with open(f"{bundle}/out", "w") as f:   # the sandbox keeps create's stdio: not a pipe we wait on
+        p = subprocess.run(["pyrunsc", "--root", root, "create", "--bundle", bundle, "t1"],
+                           stdin=subprocess.DEVNULL, stdout=f, stderr=f, timeout=60)
+    assert p.returncode == 0, open(f"{bundle}/out").read()
+    pyrunsc("start", "t1", root=root)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            tree = pyrunsc("ps", "--format", "tree", "t1", root=root).stdout
+            if tree.count("\\_ sleep") == 2:
+                break
+            assert time.monotonic() < deadline, tree
+            time.sleep(0.05)
+        lines = tree.splitlines()
+        assert lines[0].split() == ["PID", "PPID", "HOST", "PID", "THR", "S", "COMMAND"]
+        rows = [line.split(None, 5) for line in lines[1:]]
+        assert rows[0][:2] == ["1", "0"] and rows[0][5] == "sh -c sleep 1000 & sleep 1001 & wait"
+        children = [r for r in rows[1:]]
+        assert sorted(r[5] for r in children) == ["\\_ sleep 1000", "\\_ sleep 1001"]
+        assert all(r[1] == "1" for r in children)
+        host_pids = json.loads(pyrunsc("ps", "--format", "json", "t1", root=root).stdout)
+        assert sorted(int(r[2]) for r in rows) == sorted(host_pids)
+        data = json.loads(pyrunsc("events", "--stats", "t1", root=root).stdout)["data"]
+        assert data["tasks"] == {"processes": 3, "threads": 3}
+        counts = data["syscall_counts"]
+        assert counts["clone"] >= 2 and counts["execve"] >= 2 and counts.get("wait4", 0) >= 1
+        assert data["syscalls"] >= sum(counts.values())
+    finally:
+        pyrunsc("delete", "--force", "t1", root=root)
