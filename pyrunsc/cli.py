@@ -11,6 +11,8 @@ from .oci import info as oci_info
 from .oci.runtime import Runtime
 from .oci.options import RuntimeOptions
 from .oci.state import DEFAULT_ROOT
+from . import syscalls_cli
+from . import coverage_cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,15 +30,44 @@ from .oci.state import DEFAULT_ROOT
 @click.option("--network", "network", default="none", show_default=True, metavar="none|sandbox|host",
               help="OCI runtime: the containers' network (see `do --network`).")
 @click.option("--strace", "strace", is_flag=True, help="OCI runtime: trace the containers' syscalls.")
+@click.option("--strace-syscalls", "strace_syscalls", default=None, metavar="NAME,...",
+              callback=lambda ctx, param, v: _strace_names(v),
+              help="OCI runtime: trace only these syscalls (implies --strace).")
+@click.option("--strace-log-size", "strace_log_size", type=click.IntRange(min=0), default=1024, show_default=True,
+              help="OCI runtime: bytes of each string or buffer strace shows.")
 @click.option("--debug-log", "debug_log", default=None, help="OCI runtime: the sentry's log file.")
 @click.option("--overlay", "overlay", type=click.Choice(["tmpfs", "none"]), default="tmpfs", show_default=True,
               help="OCI runtime: tmpfs keeps writes to the root in the sandbox; none writes through.")
 @click.pass_context
 def main(ctx, state_root, log, log_format, debug, systemd_cgroup, rootless, criu, platform, network, strace,
-         debug_log, overlay):
+         strace_syscalls, strace_log_size, debug_log, overlay):
     """pyrunsc: run untrusted Linux programs under a Python application kernel."""
-    opts = RuntimeOptions(platform=platform, network=network, strace=strace, debug_log=debug_log, overlay=overlay)
+    opts = RuntimeOptions(platform=platform, network=network, strace=strace, debug_log=debug_log, overlay=overlay,
+                          strace_syscalls=strace_syscalls, strace_log_size=strace_log_size)
     ctx.obj = Runtime(state_root, log, log_format, opts)
+
+
+def _strace_names(text):
+    """--strace-syscalls: the names checked (unknown: exit 2 naming close ones)."""
+    if text is None:
+        return None
+    from sentry.strace import syscall_numbers
+    try:
+        syscall_numbers(text)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--strace-syscalls") from None
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _inject_specs(values):
+    """--inject: each parsed (a bad one: exit 2 saying why)."""
+    if not values:
+        return []
+    from .inject import parse
+    try:
+        return [parse(v) for v in values]
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--inject") from None
 
 
 def _parsed(name):
@@ -67,9 +98,18 @@ def _parsed(name):
                    "(repeatable; default nosuid,nodev, half of RAM).")
 @click.option("--cwd", default=None, help="Working directory inside the sandbox.")
 @click.option("--env", "env", multiple=True, metavar="K=V", help="Set an environment variable (repeatable).")
-@click.option("--strace", is_flag=True, help="Print one line per guest syscall.")
+@click.option("--strace", is_flag=True,
+              help="Print an entry and an exit line per guest syscall, arguments decoded (stderr or --debug-log).")
+@click.option("--strace-syscalls", default=None, metavar="NAME,...", callback=lambda ctx, param, v: _strace_names(v),
+              help="Trace only these syscalls (implies --strace).")
+@click.option("--strace-log-size", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Bytes of each string or buffer strace shows (default 1024).")
 @click.option("--debug-log", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the strace and sentry diagnostics (unimplemented syscalls) here.")
+@click.option("--inject", "inject", multiple=True, metavar="SYSCALL[,...]:error=E|retval=N[:when=N|N+|N+S|N..M]",
+              callback=lambda ctx, param, v: _inject_specs(v),
+              help="Fault injection as strace's --inject: the chosen calls return the error or value "
+                   "without running (e.g. write:ENOSPC:when=3; repeatable; see pyrunsc/inject.py).")
 @click.option("--console/--no-console", default=True, show_default=True,
               help="When stdin is a terminal, give the guest a sandbox pty relayed to it "
                    "(its job control and ^C stay inside); --no-console passes the terminal through.")
@@ -87,14 +127,16 @@ def _parsed(name):
               help=f"--network=sandbox: the gateway, the namespace's side of the tap (default {DEFAULT_GATEWAY}).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_obj
-def do(rt, root, overlay, mounts, tmpfs, cwd, env, strace, debug_log, console, network, publish, dns,
-       net_addr, net_gw, command):
+def do(rt, root, overlay, mounts, tmpfs, cwd, env, strace, strace_syscalls, strace_log_size, debug_log, inject,
+       console, network, publish, dns, net_addr, net_gw, command):
     """Run COMMAND in a sandbox, like `runsc do`."""
     from .sandbox import Config, Sandbox, SandboxError
     # the global sandbox flags (pyrunsc --strace do ...) apply where do's own are not given
     g = rt.opts
     overlay, network = overlay or g.overlay, network or g.network
     strace, debug_log = strace or g.strace, debug_log or g.debug_log
+    strace_syscalls = strace_syscalls or g.strace_syscalls
+    strace_log_size = g.strace_log_size if strace_log_size is None else strace_log_size
     for e in env:
         if "=" not in e:
             raise click.BadParameter(f"{e!r} is not K=V", param_hint="--env")
@@ -105,8 +147,15 @@ def do(rt, root, overlay, mounts, tmpfs, cwd, env, strace, debug_log, console, n
     except ValueError as e:
         click.echo(f"pyrunsc: {e}", err=True)
         sys.exit(125)
-    cfg = Config(root=root, cwd=cwd, strace=strace, debug_log=debug_log, extra_env=list(env),
+    cfg = Config(root=root, cwd=cwd, strace=strace, strace_syscalls=strace_syscalls, strace_log_size=strace_log_size,
+                 debug_log=debug_log, extra_env=list(env),
                  console=console, overlay=overlay == "tmpfs", mounts=mounts, tmpfs=tmpfs, network=net)
+    if inject:
+        from sentry.syscall_hooks import SyscallHooks
+        hooks = SyscallHooks()
+        for spec in inject:
+            spec.install(hooks)
+        cfg.monitors.append(hooks)
     try:
         code = Sandbox(cfg).run(list(command))
     except SandboxError as e:
@@ -115,22 +164,10 @@ def do(rt, root, overlay, mounts, tmpfs, cwd, env, strace, debug_log, console, n
     sys.exit(code)
 
 
-@main.command()
-@click.option("--unimplemented", is_flag=True, help="Only list calls without a handler.")
-def syscalls(unimplemented):
-    """List every x86-64 syscall with its support level."""
-    from sentry.syscalls import table
-    table.handlers()
-    for nr in sorted(table.ENTRIES):
-        e = table.ENTRIES[nr]
-        if unimplemented and e.handler is not None:
-            continue
-        note = f"  ({e.note})" if e.note else ""
-        click.echo(f"{nr:4d}  {e.name:24s} {e.support}{note}")
-
-
+main.add_command(syscalls_cli.syscalls)
 oci_commands.register(main)
 oci_info.register(main)  # spec, features, install, uninstall
+coverage_cli.register(main)  # after do: the run form borrows do's options
 
 if __name__ == "__main__":
     main()

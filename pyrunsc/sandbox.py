@@ -136,6 +136,8 @@ class Config:
     cwd: str | None = None
     env: list[str] | None = None   # None: the caller's environment
     strace: bool = False
+    strace_syscalls: list[str] | None = None   # trace only these (implies strace)
+    strace_log_size: int = 1024    # bytes of strings and buffers strace shows
     debug_log: str | None = None
     overlay: bool = True           # writes stay in the sandbox (tmpfs upper); False: rw root
     mounts: list[BindMount] = field(default_factory=list)
@@ -150,7 +152,8 @@ class Config:
     masked_paths: list[bytes] = field(default_factory=list)
     readonly_paths: list[bytes] = field(default_factory=list)
     hostname: bytes = b"pyrunsc"
-    # more sentry.monitor.SyscallMonitors (coverage, hooks), after strace
+    # more sentry.monitor.SyscallMonitors (coverage, hooks), in order, then
+    # strace: it shows the arguments the handler ran with and the result the guest got
     monitors: list = field(default_factory=list)
 
 
@@ -409,6 +412,13 @@ class Sandbox:
         cfg = self.config
         if cfg.debug_log:
             self._log = open(cfg.debug_log, "a", buffering=1)
+        strace = None
+        if cfg.strace or cfg.strace_syscalls:  # the decoder is imported only when tracing
+            from sentry.strace import Strace
+            try:
+                strace = Strace(self._log or sys.stderr, cfg.strace_syscalls, cfg.strace_log_size)
+            except ValueError as e:
+                raise SandboxError(f"pyrunsc: --strace: {e}", 125) from None
         self._launch_gofers()
         self._make_filesystems()
         syscall_table.handlers()  # loads the syscall handlers' modules while the gofers set up
@@ -416,11 +426,7 @@ class Sandbox:
         cpu = _pick_cpu()
         os.sched_setaffinity(0, {cpu})  # guests inherit it: one CPU for tracer and traced
         self.platform = PtracePlatform(cpu=cpu)
-        strace = None
-        if cfg.strace:  # python-ptrace's prototype tables: imported only when tracing
-            from sentry.strace import Strace
-            strace = Strace(self._log or sys.stderr)
-        self.kernel = Kernel(self.platform, tree, monitor=monitor_chain([strace, *cfg.monitors]),
+        self.kernel = Kernel(self.platform, tree, monitor=monitor_chain([*cfg.monitors, strace]),
                              debug_log=self._log, hostname=cfg.hostname)
         self.proc_source.bind(self.kernel)
         self.ptys.kernel = self.kernel

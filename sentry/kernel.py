@@ -378,7 +378,8 @@ class Kernel:
                         args = steer   # the monitor rewrote the arguments
                     else:              # the monitor answered: no handler runs
                         self._count(nr)
-                        mon.done(t, nr, args, steer, 0)
+                        if (x := mon.done(t, nr, args, steer, 0)) is not None:
+                            steer = x   # done() replaced the result
                         self.ready.append((t, 1, steer, 0))
                         return
         try:
@@ -417,8 +418,8 @@ class Kernel:
                 self.host_thread_gone(t, gone.status)
             else:
                 r = -errno.EAGAIN
-                if mon is not None:
-                    mon.done(t, nr, args, r, t.sentry_ns)
+                if mon is not None and (x := mon.done(t, nr, args, r, t.sentry_ns)) is not None:
+                    r = x
                 self.ready.append((t, 1, r, 0))
             return
         except Exception as e:
@@ -427,8 +428,8 @@ class Kernel:
             if mon is not None:   # execve succeeded (0, as strace shows it), or the task is gone
                 mon.done(t, nr, args, 0 if nr in _EXEC_NRS else None, t.sentry_ns)
             return
-        if mon is not None:
-            mon.done(t, nr, args, r, t.sentry_ns)
+        if mon is not None and (x := mon.done(t, nr, args, r, t.sentry_ns)) is not None:
+            r = x   # done() replaced the result
         self.ready.append((t, 1, r, 0))
 
     def _count(self, nr: int) -> None:
@@ -542,8 +543,8 @@ class Kernel:
                 rec.block.on_interrupt(t)
             except OSError as e:  # e.g. nanosleep's rem pointer is bad
                 result = -(e.errno or errno.EFAULT)
-        if self.monitor is not None:
-            self.monitor.done(t, rec.nr, rec.args, result, t.sentry_ns)
+        if self.monitor is not None and (x := self.monitor.done(t, rec.nr, rec.args, result, t.sentry_ns)) is not None:
+            result = x
         self.ready.append((t, 1, result, 0))
         return True
 
@@ -558,8 +559,9 @@ class Kernel:
             if result is None:
                 self.syscall(t, rec.nr, rec.args, retry=True)
                 continue
-            if self.monitor is not None:
-                self.monitor.done(t, rec.nr, rec.args, result, t.sentry_ns)
+            if self.monitor is not None and \
+                    (x := self.monitor.done(t, rec.nr, rec.args, result, t.sentry_ns)) is not None:
+                result = x
             self.ready.append((t, 1, result, 0))
 
     def watch_fd(self, fd: int, events: int, callback) -> "FdWatch":

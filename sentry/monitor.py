@@ -17,7 +17,8 @@ combines several. For each call the kernel calls, on the loop thread:
   it), or None for a call that does not return (exit, exit_group, a task
   killed during the call); sentry_ns is the
   time the sentry spent in the handler over all its runs (retries of a
-  blocked call included, the time parked not).
+  blocked call included, the time parked not). done returns None, or an
+  int that replaces the result the guest gets (syscall hooks' after).
 """
 from __future__ import annotations
 
@@ -31,37 +32,43 @@ class SyscallMonitor:
     def blocked(self, t, nr: int, args: tuple) -> None:
         pass
 
-    def done(self, t, nr: int, args: tuple, result, sentry_ns: int) -> None:
-        pass
+    def done(self, t, nr: int, args: tuple, result, sentry_ns: int):
+        return None
 
 
 class MonitorChain(SyscallMonitor):
     """Several monitors in order: each enter sees the arguments the ones
-    before it chose; the first that gives a result ends the chain's enter
-    (the later ones' enter is not called, their done is)."""
+    before it chose; the first that gives a result answers the call (the
+    later ones' enter still sees it, and cannot change it), and each done
+    sees the result the ones before it left."""
 
     def __init__(self, monitors: list):
         self.monitors = list(monitors)
 
     def enter(self, t, nr, args):
-        steered = None
+        steered = answer = None
         for m in self.monitors:
             r = m.enter(t, nr, args)
-            if r is None:
+            if r is None or answer is not None:
                 continue
             if isinstance(r, tuple):
                 args = steered = r
-                continue
-            return r
-        return steered
+            else:
+                answer = r
+        return answer if answer is not None else steered
 
     def blocked(self, t, nr, args):
         for m in self.monitors:
             m.blocked(t, nr, args)
 
     def done(self, t, nr, args, result, sentry_ns):
+        # a replaced result is what the later monitors see, and the guest gets
+        replaced = None
         for m in self.monitors:
-            m.done(t, nr, args, result, sentry_ns)
+            r = m.done(t, nr, args, result, sentry_ns)
+            if r is not None and result is not None:
+                result = replaced = r
+        return replaced
 
 
 def chain(monitors: list) -> SyscallMonitor | None:

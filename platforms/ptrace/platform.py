@@ -443,5 +443,6 @@ class PtracePlatform(P.Platform):
                 os.close(fd)
             except OSError:
                 pass
+        self.stub_fd = self.sigchld_fd = -1  # closed once: a second close() must not hit reused numbers
         self.images.close()
         self.file_cache.close()

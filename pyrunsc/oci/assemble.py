@@ -79,6 +79,7 @@ def sandbox_config(spec: Spec, opts: RuntimeOptions) -> Config:
         raise SpecError(str(e)) from None
     return Config(
         root=spec.root_path, env=[], strace=opts.strace, debug_log=opts.debug_log, console=False,
+        strace_syscalls=opts.strace_syscalls, strace_log_size=opts.strace_log_size,
         overlay=opts.overlay == "tmpfs", network=net, fs_mounts=mounts_of(spec),
         root_readonly=spec.root_readonly,
         masked_paths=[os.fsencode(p) for p in spec.masked_paths],

@@ -12,7 +12,7 @@ from .options import RuntimeOptions
 
 # global flags: those taking a value, and switches (runc's and ours)
 _VALUED = {"--root", "--log", "--log-format", "--platform", "--network", "--debug-log", "--overlay",
-           "--rootless", "--criu"}
+           "--rootless", "--criu", "--strace-syscalls", "--strace-log-size"}
 _SWITCHES = {"--debug", "--systemd-cgroup", "--strace"}
 _COMMANDS = {"start", "delete", "kill", "state", "create"}
 _CREATE_VALUED = {"--bundle", "-b", "--pid-file", "--console-socket"}
@@ -73,6 +73,22 @@ def _parse(rest: list[str]) -> tuple[str, dict] | None:
     return cmd, opts
 
 
+def _strace_options(flags: dict) -> tuple:
+    """--strace-syscalls as names (False: a bad one) and --strace-log-size
+    (None: not a number >= 0)."""
+    names = flags.get("--strace-syscalls")
+    if names is not None:
+        from sentry.strace import syscall_numbers
+        try:
+            syscall_numbers(names)
+        except ValueError:
+            names = False
+        else:
+            names = [n.strip() for n in names.split(",") if n.strip()]
+    size = flags.get("--strace-log-size", "1024")
+    return names, int(size) if size.isdigit() else None
+
+
 def run(argv: list[str]) -> bool:
     """Run argv if it is one of the quick commands; False if not ours."""
     parsed = _globals(argv)
@@ -90,9 +106,11 @@ def run(argv: list[str]) -> bool:
     from .spec import SpecError
     from .state import DEFAULT_ROOT, ContainerError
     cmd, o = command
+    strace_syscalls, log_size = _strace_options(flags)
     opts = RuntimeOptions(network=flags.get("--network", "none"), strace=bool(flags.get("--strace")),
-                          debug_log=flags.get("--debug-log"), overlay=flags.get("--overlay", "tmpfs"))
-    if opts.overlay not in ("tmpfs", "none"):
+                          debug_log=flags.get("--debug-log"), overlay=flags.get("--overlay", "tmpfs"),
+                          strace_syscalls=strace_syscalls, strace_log_size=log_size)
+    if opts.overlay not in ("tmpfs", "none") or log_size is None or strace_syscalls is False:
         return False  # click says what is wrong
     rt = Runtime(flags.get("--root", DEFAULT_ROOT), flags.get("--log"), flags.get("--log-format", "text"), opts)
     try:

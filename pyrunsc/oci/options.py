@@ -12,10 +12,13 @@ class RuntimeOptions:
     """The global flags that change sandboxes (also runtimeArgs in daemon.json)."""
 
     def __init__(self, platform: str = "ptrace", network: str = "none", strace: bool = False,
-                 debug_log: str | None = None, overlay: str = "tmpfs"):
+                 debug_log: str | None = None, overlay: str = "tmpfs", strace_syscalls: list[str] | None = None,
+                 strace_log_size: int = 1024):
         self.platform = platform
         self.network = network        # the netstack's mode inside the sandbox
         self.strace = strace
+        self.strace_syscalls = strace_syscalls   # names (checked by the parser), None: all
+        self.strace_log_size = strace_log_size
         self.debug_log = debug_log
         self.overlay = overlay        # tmpfs: the root's writes stay in memory; none: write through
 

@@ -179,10 +179,13 @@ class FileCache:
             self.release(slot)
 
     def close(self) -> None:
+        if self.fd < 0:
+            return
         try:
             os.close(self.fd)
         except OSError:
             pass
+        self.fd = -1
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

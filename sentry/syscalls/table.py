@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .numbers import SYSCALL_NAMES, SYSCALL_NUMBERS
 
 FULL, PARTIAL, UNIMPLEMENTED = "full", "partial", "unimplemented"
+REFUSED = "refused"   # a level only level() gives: a handler that just returns a fixed errno
 HANDLER_MODULES = ("fs", "file", "mm", "process", "signal", "time", "misc", "poll", "events", "socket", "timers",
                    "mount", "xattr", "inotify", "memfd", "splice")
 
@@ -49,6 +50,7 @@ def unimplemented(name: str, err: int = errno.ENOSYS, note: str = "") -> None:
 
     def refuse(k, t, *args):
         return -err
+    refuse.refuses = err
     if err != errno.ENOSYS:
         e.handler, e.support = refuse, PARTIAL
 
@@ -60,6 +62,26 @@ def name(nr: int) -> str:
 
 def number(name: str) -> int:
     return SYSCALL_NUMBERS[name]
+
+
+def level(e: Entry) -> str:
+    """The support a call gets from the handler registered for it:
+    unimplemented without one, refused when the handler only answers a
+    fixed errno (unimplemented(name, EPERM)), else its registered level."""
+    if e.handler is None:
+        return UNIMPLEMENTED
+    if getattr(e.handler, "refuses", None):
+        return REFUSED
+    return e.support
+
+
+def support_summary() -> dict:
+    """How many calls have each level(), every handler module loaded."""
+    handlers()
+    counts = dict.fromkeys((FULL, PARTIAL, REFUSED, UNIMPLEMENTED), 0)
+    for e in ENTRIES.values():
+        counts[level(e)] += 1
+    return counts
 
 
 def handlers() -> list:
