@@ -13,6 +13,7 @@ from .oci.options import RuntimeOptions
 from .oci.state import DEFAULT_ROOT
 from . import syscalls_cli
 from . import coverage_cli
+from . import platforms_cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -130,8 +131,24 @@ def _parsed(name):
 def do(rt, root, overlay, mounts, tmpfs, cwd, env, strace, strace_syscalls, strace_log_size, debug_log, inject,
        console, network, publish, dns, net_addr, net_gw, command):
     """Run COMMAND in a sandbox, like `runsc do`."""
-    from .sandbox import Config, Sandbox, SandboxError
-    # the global sandbox flags (pyrunsc --strace do ...) apply where do's own are not given
+    from .sandbox import Sandbox, SandboxError
+    cfg = sandbox_config(rt, root=root, overlay=overlay, mounts=mounts, tmpfs=tmpfs, cwd=cwd, env=env,
+                         strace=strace, strace_syscalls=strace_syscalls, strace_log_size=strace_log_size,
+                         debug_log=debug_log, inject=inject, console=console, network=network,
+                         publish=publish, dns=dns, net_addr=net_addr, net_gw=net_gw)
+    try:
+        code = Sandbox(cfg).run(list(command))
+    except SandboxError as e:
+        click.echo(str(e), err=True)
+        code = e.code
+    sys.exit(code)
+
+
+def sandbox_config(rt, *, root, overlay, mounts, tmpfs, cwd, env, strace, debug_log, console, network,
+                   publish, dns, net_addr, net_gw, strace_syscalls=None, strace_log_size=None, inject=()):
+    """A sandbox Config from do's options (also coverage's); the global
+    sandbox flags (pyrunsc --strace do ...) apply where these are not given."""
+    from .sandbox import Config
     g = rt.opts
     overlay, network = overlay or g.overlay, network or g.network
     strace, debug_log = strace or g.strace, debug_log or g.debug_log
@@ -156,15 +173,11 @@ def do(rt, root, overlay, mounts, tmpfs, cwd, env, strace, strace_syscalls, stra
         for spec in inject:
             spec.install(hooks)
         cfg.monitors.append(hooks)
-    try:
-        code = Sandbox(cfg).run(list(command))
-    except SandboxError as e:
-        click.echo(str(e), err=True)
-        code = e.code
-    sys.exit(code)
+    return cfg
 
 
 main.add_command(syscalls_cli.syscalls)
+main.add_command(platforms_cli.platforms)
 oci_commands.register(main)
 oci_info.register(main)  # spec, features, install, uninstall
 coverage_cli.register(main)  # after do: the run form borrows do's options

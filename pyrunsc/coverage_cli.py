@@ -98,29 +98,6 @@ def merge_cmd(json_out, html_out, md_out, reports):
     _write(coverage_report.merge(loaded), outs)
 
 
-def _sandbox_config(rt, *, root, overlay, mounts, tmpfs, cwd, env, strace, debug_log, console, network,
-                    publish, dns, net_addr, net_gw):
-    """A sandbox Config from do's options (as `do` reads them: the global
-    flags apply where these are not given)."""
-    from .network import NetworkConfig, parse_publish
-    from .sandbox import Config
-    g = rt.opts
-    overlay, network = overlay or g.overlay, network or g.network
-    strace, debug_log = strace or g.strace, debug_log or g.debug_log
-    for e in env:
-        if "=" not in e:
-            raise click.BadParameter(f"{e!r} is not K=V", param_hint="--env")
-    try:
-        net = NetworkConfig(mode=network, publish=[parse_publish(p) for p in publish], dns=list(dns),
-                            addr=net_addr, gateway=net_gw)
-        net.validate()
-    except ValueError as e:
-        click.echo(f"pyrunsc: {e}", err=True)
-        sys.exit(125)
-    return Config(root=root, cwd=cwd, strace=strace, debug_log=debug_log, extra_env=list(env),
-                  console=console, overlay=overlay == "tmpfs", mounts=mounts, tmpfs=tmpfs, network=net)
-
-
 def _run(rt, json_out, html_out, md_out, command, **sandbox_opts):
     """Run COMMAND in a sandbox and report every syscall it made."""
     import errno
@@ -128,7 +105,8 @@ def _run(rt, json_out, html_out, md_out, command, **sandbox_opts):
     from sentry.decode import name_of
     from . import coverage_report
     from .sandbox import Sandbox, SandboxError
-    cfg = _sandbox_config(rt, **sandbox_opts)
+    from .cli import sandbox_config
+    cfg = sandbox_config(rt, **sandbox_opts)
     outs = _open_outputs(json_out, html_out, md_out, "<stderr>")
     recorder = CoverageRecorder()
     cfg.monitors.append(recorder)

@@ -34,6 +34,7 @@ REQUIRED_CAPS = {
     "KVM_CAP_SYNC_REGS": lib.KVM_CAP_SYNC_REGS,
     "KVM_CAP_IMMEDIATE_EXIT": lib.KVM_CAP_IMMEDIATE_EXIT,
     "KVM_CAP_EXT_CPUID": lib.KVM_CAP_EXT_CPUID,
+    "KVM_CAP_XCRS": lib.KVM_CAP_XCRS,   # the vCPU's XCR0 is set with KVM_SET_XCRS
 }
 
 # Control registers and MSRs (Intel SDM vol. 3A 2.5, vol. 4).
