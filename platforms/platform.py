@@ -17,6 +17,11 @@ from __future__ import annotations
 SYSCALL, SIGNAL, EXITED, OTHER = 1, 2, 3, 4
 
 
+class Unsupported(Exception):
+    """The guest needs something this platform does not provide (the
+    message names it); the sandbox ends with it rather than guessing."""
+
+
 class GuestThread:
     """One guest thread as the platform runs it. Registers are exposed as
     an object with x86-64 user_regs_struct field names."""
@@ -56,4 +61,10 @@ class Platform:
 
     def close(self) -> None:
         """Kill every guest thread and release host resources."""
+        raise NotImplementedError
+
+    def run_kernel(self, kernel) -> int:
+        """Run the kernel's event loop to the end; returns its exit status.
+        Kernel.run keeps its own loop for ptrace and calls this for any
+        other platform (the KVM platform: platforms/kvm/kernel_loop.py)."""
         raise NotImplementedError

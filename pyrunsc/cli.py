@@ -16,6 +16,9 @@ from . import coverage_cli
 from . import platforms_cli
 
 
+KVM_COMMANDS = ("do", "coverage", "syscalls", "platforms")  # the commands --platform=kvm applies to
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option("0.1.0", "--version", "-v", message="pyrunsc version %(version)s\nspec: 1.0.2")
 @click.option("--root", "state_root", default=DEFAULT_ROOT, show_default=True,
@@ -26,8 +29,8 @@ from . import platforms_cli
 @click.option("--systemd-cgroup", is_flag=True, help="Accepted for runc compatibility (no host cgroups are made).")
 @click.option("--rootless", default=None, hidden=True)
 @click.option("--criu", default=None, hidden=True)
-@click.option("--platform", "platform", type=click.Choice(["ptrace"]), default="ptrace", show_default=True,
-              help="OCI runtime: how guest code runs.")
+@click.option("--platform", "platform", type=click.Choice(["ptrace", "kvm"]), default="ptrace", show_default=True,
+              help="How guest code runs (kvm: `do` and `coverage` only; one process, one thread).")
 @click.option("--network", "network", default="none", show_default=True, metavar="none|sandbox|host",
               help="OCI runtime: the containers' network (see `do --network`).")
 @click.option("--strace", "strace", is_flag=True, help="OCI runtime: trace the containers' syscalls.")
@@ -43,6 +46,9 @@ from . import platforms_cli
 def main(ctx, state_root, log, log_format, debug, systemd_cgroup, rootless, criu, platform, network, strace,
          strace_syscalls, strace_log_size, debug_log, overlay):
     """pyrunsc: run untrusted Linux programs under a Python application kernel."""
+    if platform == "kvm" and ctx.invoked_subcommand not in KVM_COMMANDS:
+        raise click.UsageError(f"--platform=kvm runs `do` and `coverage` only, not `{ctx.invoked_subcommand}` "
+                               "(containers need fork and exec, which the kvm platform lacks)")
     opts = RuntimeOptions(platform=platform, network=network, strace=strace, debug_log=debug_log, overlay=overlay,
                           strace_syscalls=strace_syscalls, strace_log_size=strace_log_size)
     ctx.obj = Runtime(state_root, log, log_format, opts)
@@ -166,7 +172,8 @@ def sandbox_config(rt, *, root, overlay, mounts, tmpfs, cwd, env, strace, debug_
         sys.exit(125)
     cfg = Config(root=root, cwd=cwd, strace=strace, strace_syscalls=strace_syscalls, strace_log_size=strace_log_size,
                  debug_log=debug_log, extra_env=list(env),
-                 console=console, overlay=overlay == "tmpfs", mounts=mounts, tmpfs=tmpfs, network=net)
+                 console=console, overlay=overlay == "tmpfs", mounts=mounts, tmpfs=tmpfs, network=net,
+                 platform=g.platform)
     if inject:
         from sentry.syscall_hooks import SyscallHooks
         hooks = SyscallHooks()

@@ -11,7 +11,8 @@ from platforms.probe import ProbeResult, probe_all
 # What runs on each platform today: update as the KVM integration lands.
 SUPPORTS = {
     "ptrace": "everything pyrunsc runs (the default platform)",
-    "kvm": "VM core only: the kernel does not run tasks on it yet",
+    "kvm": ("`--platform=kvm do`: one single-threaded process (static or simply dynamic programs); "
+            "no fork, threads, execve or signal handlers yet (a clear error names what is missing)"),
 }
 
 

@@ -9,6 +9,7 @@ import stat as S
 import sys
 from dataclasses import dataclass, field
 
+from platforms.platform import Unsupported
 from platforms.ptrace.platform import PtracePlatform
 from sentry.console import Console
 from sentry.fdtable import FDTable
@@ -155,6 +156,8 @@ class Config:
     # more sentry.monitor.SyscallMonitors (coverage, hooks), in order, then
     # strace: it shows the arguments the handler ran with and the result the guest got
     monitors: list = field(default_factory=list)
+    platform: str = "ptrace"       # or "kvm" (platforms/kvm: static single-threaded programs)
+    kvm_time_limit: float | None = 600.0  # kvm: seconds a run may take (env PYRUNSC_KVM_TIME_LIMIT)
 
 
 class SandboxError(Exception):
@@ -425,7 +428,7 @@ class Sandbox:
         tree = self._build_mounts()
         cpu = _pick_cpu()
         os.sched_setaffinity(0, {cpu})  # guests inherit it: one CPU for tracer and traced
-        self.platform = PtracePlatform(cpu=cpu)
+        self.platform = self._kvm_platform() if cfg.platform == "kvm" else PtracePlatform(cpu=cpu)
         self.kernel = Kernel(self.platform, tree, monitor=monitor_chain([*cfg.monitors, strace]),
                              debug_log=self._log, hostname=cfg.hostname)
         self.proc_source.bind(self.kernel)
@@ -435,6 +438,18 @@ class Sandbox:
         except NetworkError as e:
             raise SandboxError(str(e), 125) from None
         return tree
+
+    def _kvm_platform(self):
+        """The KVM platform (imported only when asked for), or the reason
+        /dev/kvm cannot give it."""
+        from platforms.kvm.platform import KvmPlatform
+        from platforms.kvm.vm import KvmError, KvmUnusable
+        limit = os.environ.get("PYRUNSC_KVM_TIME_LIMIT")
+        limit = float(limit) if limit else self.config.kvm_time_limit
+        try:
+            return KvmPlatform(time_limit=limit)
+        except (KvmError, KvmUnusable) as e:
+            raise SandboxError(f"pyrunsc: --platform=kvm: {e}", 125) from None
 
     def working_directory(self, tree: MountTree, ctx: PathContext, wanted: str | None) -> bytes:
         """The first process's cwd: wanted (an error if missing), else
@@ -471,6 +486,9 @@ class Sandbox:
                 self.console.attach(self.kernel.init_tg)  # init leads the first session
             status = self.kernel.run()
             return wait_status_to_exit_code(status)
+        except Unsupported as e:
+            print(f"pyrunsc: the {cfg.platform} platform cannot run this program: it needs {e}", file=sys.stderr)
+            return 125
         except InternalError as e:
             self.internal_error = e
             import traceback  # only for this report: it costs every sandbox's start 3 ms

@@ -219,7 +219,8 @@ class Kernel:
         tg = t.tg
         thread = t.thread
         exe_path = self.mounts.path_of(plan.main.loc, tg.fs.root)
-        loaded = loader.load(thread, tg.mm, plan, tg.creds, self._vdso(thread.pid),
+        vdso = self._vdso(thread.pid) if self.platform.name == "ptrace" else 0  # kvm: no vDSO
+        loaded = loader.load(thread, tg.mm, plan, tg.creds, vdso,
                              self.hwcap, self.hwcap2, self.minsigstksz, exe_path,
                              getattr(self.platform, "images", None))
         regs = thread.get_regs()
@@ -241,6 +242,8 @@ class Kernel:
 
     # --- the loop ---
     def run(self) -> int:
+        if self.platform.name != "ptrace":  # the KVM platform's loop: platforms/kvm/kernel_loop.py
+            return self.platform.run_kernel(self)
         plat = self.platform
         SYSEMU = lib.PTRACE_SYSEMU
         status = plat.status
