@@ -62,9 +62,3 @@ class Platform:
     def close(self) -> None:
         """Kill every guest thread and release host resources."""
         raise NotImplementedError
-
-    def run_kernel(self, kernel) -> int:
-        """Run the kernel's event loop to the end; returns its exit status.
-        Kernel.run keeps its own loop for ptrace and calls this for any
-        other platform (the KVM platform: platforms/kvm/kernel_loop.py)."""
-        raise NotImplementedError

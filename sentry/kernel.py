@@ -242,8 +242,9 @@ class Kernel:
 
     # --- the loop ---
     def run(self) -> int:
-        if self.platform.name != "ptrace":  # the KVM platform's loop: platforms/kvm/kernel_loop.py
-            return self.platform.run_kernel(self)
+        if self.platform.name == "kvm":  # its own loop; this one is ptrace's
+            from .kvm_loop import run as run_on_kvm
+            return run_on_kvm(self, self.platform)
         plat = self.platform
         SYSEMU = lib.PTRACE_SYSEMU
         status = plat.status
@@ -567,6 +568,26 @@ class Kernel:
                 result = x
             self.ready.append((t, 1, result, 0))
 
+    def host_fd_events(self) -> dict[int, int]:
+        """The poll events wanted on each host fd that parked calls and
+        watches wait on (for the platform's loop to poll)."""
+        wanted: dict[int, int] = {}
+        for fd, waits in self.host_waits.items():
+            for events, _ in waits:
+                wanted[fd] = wanted.get(fd, 0) | events
+        for fd, watches in self.watches.items():
+            for w in watches:
+                wanted[fd] = wanted.get(fd, 0) | w.events
+        return wanted
+
+    def host_fd_ready(self, fd: int, revents: int) -> None:
+        """poll reported revents on a host fd of host_fd_events: wake what waits on it."""
+        for _, rec in list(self.host_waits.get(fd, [])):
+            rec.callback()
+        for w in list(self.watches.get(fd, ())):
+            if w.events & revents or revents & (select.POLLHUP | select.POLLERR):
+                w.callback(revents)
+
     def watch_fd(self, fd: int, events: int, callback) -> "FdWatch":
         """Call callback(revents) from the loop whenever host fd is ready
         for events, until unwatch_fd."""
@@ -628,14 +649,7 @@ class Kernel:
         poller.register(plat.sigchld_fd, select.POLLIN)
         if self.on_poke:
             poller.register(self.wake_r, select.POLLIN)
-        wanted: dict[int, int] = {}
-        for fd, waits in self.host_waits.items():
-            for events, _ in waits:
-                wanted[fd] = wanted.get(fd, 0) | events
-        for fd, watches in self.watches.items():
-            for w in watches:
-                wanted[fd] = wanted.get(fd, 0) | w.events
-        for fd, ev in wanted.items():
+        for fd, ev in self.host_fd_events().items():
             poller.register(fd, ev | select.POLLHUP | select.POLLERR)
         try:
             ready = poller.poll(timeout)
@@ -647,18 +661,18 @@ class Kernel:
             if fd == plat.sigchld_fd:
                 plat.read_sigchld()
                 continue
-            for _, rec in list(self.host_waits.get(fd, [])):
-                rec.callback()
-            for w in list(self.watches.get(fd, ())):
-                if w.events & ev or ev & (select.POLLHUP | select.POLLERR):
-                    w.callback(ev)
+            self.host_fd_ready(fd, ev)
+        self.fire_due_timers()
+        return plat.step(0, 0, 0, 0, 0, False)
+
+    def fire_due_timers(self) -> None:
+        """Run the callbacks of the timers whose deadline has passed."""
         now = time.monotonic_ns()
         while self.timers and self.timers[0][0] <= now:
             _, _, rec = heapq.heappop(self.timers)
             rec.timer = None
             rec.timed_out = True
             rec.callback()
-        return plat.step(0, 0, 0, 0, 0, False)
 
     # --- non-syscall events ---
     def _other_event(self, t: Task, st: int) -> None:

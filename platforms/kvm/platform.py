@@ -3,7 +3,7 @@
 KvmThread gives the sentry the GuestThread interface the ptrace platform
 gives (registers with user_regs_struct names, memory access, inject() of
 the mmap family), so the syscall table, VFS, memory manager and loader run
-unchanged; the kernel drives it through its own loop (kernel_loop.py).
+unchanged; the kernel drives it through its own loop (sentry/kvm_loop.py).
 
 What exists: one process with one thread, static programs (no vDSO, no
 image store or file cache: the loader and mmap copy file bytes in). What
@@ -178,10 +178,6 @@ class KvmPlatform(P.Platform):
         t = self.threads.pop(pid, None)
         if t is not None:
             t.space.release()
-
-    def run_kernel(self, kernel) -> int:
-        from platforms.kvm.kernel_loop import run
-        return run(kernel, self)
 
     def close(self) -> None:
         self.threads.clear()

@@ -1,5 +1,6 @@
 """The kernel's event loop for the KVM platform (Kernel.run hands over here
-when its platform is not ptrace; the ptrace loop is untouched).
+when its platform is kvm; the ptrace loop is untouched). It lives in the
+sentry because it drives the kernel: platforms never import the sentry.
 
 One process, one thread: take the next ready task, settle pending
 signals, run the vCPU for at most one slice, and hand what it stopped for
@@ -12,7 +13,6 @@ blocking reads and the whole-run time limit work without a host process.
 from __future__ import annotations
 
 import errno
-import heapq
 import select
 import sys
 import time
@@ -20,9 +20,9 @@ import time
 from platforms.kvm.events import Fault, Syscall, Timeout
 from platforms.kvm.platform import KvmUnsupported
 from platforms.kvm.vm import KvmError
-from sentry import signals
-from sentry.kernel import InternalError
-from sentry.signals import ERESTARTSYS
+from . import signals
+from .kernel import InternalError
+from .signals import ERESTARTSYS
 
 SLICE = 0.1   # seconds a vCPU runs before the loop looks at timers and host fds again
 SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGKILL, SIGSEGV = 4, 5, 7, 8, 9, 11
@@ -148,13 +148,7 @@ def _poll_host(k, timeout_ms: int) -> None:
     poller = select.poll()
     if k.on_poke:
         poller.register(k.wake_r, select.POLLIN)
-    wanted: dict[int, int] = {}
-    for fd, waits in k.host_waits.items():
-        for events, _ in waits:
-            wanted[fd] = wanted.get(fd, 0) | events
-    for fd, watches in k.watches.items():
-        for w in watches:
-            wanted[fd] = wanted.get(fd, 0) | w.events
+    wanted = k.host_fd_events()
     for fd, ev in wanted.items():
         poller.register(fd, ev | select.POLLHUP | select.POLLERR)
     if wanted or k.on_poke:
@@ -169,15 +163,6 @@ def _poll_host(k, timeout_ms: int) -> None:
     for fd, ev in got:
         if fd == k.wake_r:
             continue  # k.poked says it; _run_pokes drains the pipe
-        for _, rec in list(k.host_waits.get(fd, [])):
-            rec.callback()
-        for w in list(k.watches.get(fd, ())):
-            if w.events & ev or ev & (select.POLLHUP | select.POLLERR):
-                w.callback(ev)
-    now = time.monotonic_ns()
-    while k.timers and k.timers[0][0] <= now:
-        _, _, rec = heapq.heappop(k.timers)
-        rec.timer = None
-        rec.timed_out = True
-        rec.callback()
+        k.host_fd_ready(fd, ev)
+    k.fire_due_timers()
 
