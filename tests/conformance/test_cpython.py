@@ -48,6 +48,16 @@ def failed_tests(output: bytes) -> set[str]:
     return set(re.findall(r"^(?:ERROR|FAIL): (\w+) ", output.decode(errors="replace"), re.M))
 
 
+def failure_reports(output: bytes, names) -> str:
+    """unittest's own report (traceback and message) of each named failed
+    test: what a failure in CI needs to be understood without a rerun."""
+    text = output.decode(errors="replace")
+    # a report runs from its ERROR/FAIL line to the next report's ==== rule
+    # or the ---- rule before "Ran N tests"
+    found = re.finditer(r"^(?:ERROR|FAIL): (\w+) .*?(?=^={20,}|^-{20,}\nRan |\Z)", text, re.M | re.S)
+    return "\n".join(m.group(0)[-3000:] for m in found if m.group(1) in names)
+
+
 def check(module):
     native = run_regrtest(module, sandboxed=False)
     if native.returncode != 0:
@@ -55,7 +65,8 @@ def check(module):
     r = run_regrtest(module, sandboxed=True)
     known = KNOWN_FAILURES.get(module, {})
     failed = failed_tests(r.stdout)
-    assert failed <= set(known), (failed - set(known), r.stdout[-4000:].decode(errors="replace"))
+    assert failed <= set(known), (failed - set(known), failure_reports(r.stdout, failed - set(known)),
+                                  r.stdout[-4000:].decode(errors="replace"))
     if not known:
         assert r.returncode == 0, r.stdout[-4000:].decode(errors="replace")
         assert b"Tests result: SUCCESS" in r.stdout
@@ -79,3 +90,23 @@ def test_regrtest_slow(module):
 def test_failed_tests_are_read_from_unittest_output():
     out = b"ERROR: test_a (m.C.test_a)\nFAIL: test_b (m.C.test_b)\nok\n"
     assert failed_tests(out) == {"test_a", "test_b"}
+
+
+def test_failure_reports_quote_unittest_tracebacks():
+    out = (b"test_a (m.C.test_a) ... ERROR\ntest_b (m.C.test_b) ... ok\n\n"
+           b"======================================================================\n"
+           b"ERROR: test_a (m.C.test_a)\n"
+           b"----------------------------------------------------------------------\n"
+           b"Traceback (most recent call last):\n  File \"m.py\", line 3, in test_a\n"
+           b"OSError: [Errno 98] Address already in use\n\n"
+           b"======================================================================\n"
+           b"FAIL: test_c (m.C.test_c)\n"
+           b"----------------------------------------------------------------------\n"
+           b"AssertionError: 1 != 2\n\n"
+           b"----------------------------------------------------------------------\n"
+           b"Ran 3 tests in 0.1s\n")
+    got = failure_reports(out, {"test_a"})
+    assert got.startswith("ERROR: test_a (m.C.test_a)") and "Address already in use" in got
+    assert "test_c" not in got
+    both = failure_reports(out, {"test_a", "test_c"})
+    assert "AssertionError: 1 != 2" in both and "Ran 3" not in both
